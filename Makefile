@@ -1,0 +1,117 @@
+# luray build. `make` builds into build/; `make demo`, `make test`, `make bench` set up what is
+# missing first. SANITIZE=1 builds with ASan and UBSan into build-san/ instead.
+
+PREFIX ?= /usr/local
+SANITIZE ?= 0
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g
+else
+BUILD ?= build
+SANFLAGS :=
+OPT := -O2 -g
+endif
+
+CC ?= cc
+PKGS := lua5.4 libuv nanomsg libcjson libsodium
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter $(OPT) -fPIC \
+	-Icore -Iinclude $(SANFLAGS)
+LDFLAGS := $(SANFLAGS)
+LIBS = $(PKG_LIBS) -lreadline -lm -lpthread -ldl
+
+BIN := $(BUILD)/bin/luray
+CORE_SRC := $(filter-out core/main.c,$(wildcard core/*.c))
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+CORE_LIB := $(BUILD)/obj/libluraycore.a
+PLUGINS := $(notdir $(wildcard plugins/*))
+PLUGIN_SO := $(PLUGINS:%=$(BUILD)/lib/luray/plugins/%.so)
+LUALIB_SRC := $(shell find lualib -name '*.lua' 2>/dev/null)
+LUALIB_OUT := $(LUALIB_SRC:lualib/%=$(BUILD)/share/luray/lua/%)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FIXTURE_SRC := $(wildcard tests/plugins/*.c)
+FIXTURE_SO := $(FIXTURE_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
+
+.PHONY: all deps demo test bench bench-peers install clean fuzz check-deps
+
+all: check-deps $(BIN) $(PLUGIN_SO) $(LUALIB_OUT)
+
+deps:
+	@scripts/install-deps.sh
+
+check-deps:
+	@pkg-config --exists $(PKGS) || { echo "luray: missing build dependencies; run 'make deps' (or 'make test'/'make demo', which install them)" >&2; exit 1; }
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/core/main.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
+
+# A plugin is every .c file of plugins/<name>/, built -fvisibility=hidden against include/ only.
+.SECONDEXPANSION:
+$(BUILD)/lib/luray/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $(wildcard include/luray/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=hidden $(PKG_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS) $(shell pkg-config --libs lua5.4) -lm
+
+$(BUILD)/share/luray/lua/%: lualib/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(CORE_LIB) $(LDFLAGS) $(LIBS) -lcmocka
+
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $(wildcard include/luray/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=hidden $(PKG_CFLAGS) -shared -o $@ $< $(LDFLAGS) $(shell pkg-config --libs lua5.4)
+
+# libFuzzer targets need clang; built only by `make fuzz` and by the test runner.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_CORE := $(filter-out core/main.c core/repl.c,$(wildcard core/*.c))
+fuzz: $(FUZZ_BIN)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Iinclude \
+		$(PKG_CFLAGS) -o $@ $^ $(LIBS)
+
+unit: $(UNIT_BIN) $(FIXTURE_SO)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(BIN) run scripts/demo.lua
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@LURAY_BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@LURAY_BUILD=$(BUILD) scripts/bench/run.sh
+
+bench-peers: bench
+	@scripts/bench/peers/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/luray/plugins \
+		$(DESTDIR)$(PREFIX)/share/luray $(DESTDIR)$(PREFIX)/include/luray
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/luray
+	cp -r $(BUILD)/lib/luray/plugins/. $(DESTDIR)$(PREFIX)/lib/luray/plugins/
+	cp -r $(BUILD)/share/luray/lua $(DESTDIR)$(PREFIX)/share/luray/
+	install -m 644 include/luray/*.h $(DESTDIR)$(PREFIX)/include/luray/
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,353 @@
+/* Client side of the node protocol: sockets, batching, reply matching, liveness of the node. */
+#include "client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nanomsg/nn.h>
+#include <nanomsg/pipeline.h>
+
+#include "errors.h"
+#include "protocol.h"
+
+#define FLUSH_BYTES (64 * 1024)
+#define FLUSH_COUNT 256
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+luray_buf_t *luray_client_begin(luray_client_t *c, uint16_t type)
+{
+    return luray_frame_begin(&c->out, type, 0);
+}
+
+void luray_client_end(luray_client_t *c) { luray_frame_end(&c->out); }
+
+static void add_pending(luray_client_t *c)
+{
+    if (c->n_refs) {
+        luray_buf_t *b = luray_client_begin(c, LURAY_MSG_REFS);
+        luray_buf_put_varint(b, c->n_refs);
+        luray_buf_put(b, c->refs.data, c->refs.len);
+        luray_client_end(c);
+        luray_buf_reset(&c->refs);
+        c->n_refs = 0;
+    }
+    if (c->n_unpins) {
+        luray_buf_t *b = luray_client_begin(c, LURAY_MSG_UNPIN);
+        luray_buf_put_varint(b, c->n_unpins);
+        luray_buf_put(b, c->unpins.data, c->unpins.len);
+        luray_client_end(c);
+        luray_buf_reset(&c->unpins);
+        c->n_unpins = 0;
+    }
+}
+
+static int flush_flags(luray_client_t *c, int flags);
+
+int luray_client_flush(luray_client_t *c) { return flush_flags(c, 0); }
+
+static int flush_flags(luray_client_t *c, int flags)
+{
+    if (c->closed)
+        return LURAY_ECLOSED;
+    add_pending(c);
+    if (luray_frame_empty(&c->out))
+        return 0;
+    if (c->out.buf.err) {
+        luray_frame_reset(&c->out);
+        return LURAY_ENOMEM;
+    }
+    uint8_t hdr[4] = {(uint8_t)c->proc_id, (uint8_t)(c->proc_id >> 8),
+                      (uint8_t)(c->proc_id >> 16), (uint8_t)(c->proc_id >> 24)};
+    struct nn_iovec iov[2] = {{hdr, 4}, {c->out.buf.data, c->out.buf.len}};
+    struct nn_msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    int rc;
+    while ((rc = nn_sendmsg(c->out_sock, &mh, flags)) < 0 && nn_errno() == EINTR)
+        ;
+    luray_frame_reset(&c->out);
+    if (c->out.buf.cap > 4 * 1024 * 1024) {
+        luray_frame_close(&c->out);
+        luray_frame_init(&c->out);
+    }
+    return rc < 0 ? LURAY_ECLOSED : 0;
+}
+
+void luray_client_maybe_flush(luray_client_t *c)
+{
+    if (c->out.count >= FLUSH_COUNT || c->out.buf.len >= FLUSH_BYTES)
+        luray_client_flush(c);
+}
+
+void luray_client_ref(luray_client_t *c, luray_oid_t id, int32_t delta)
+{
+    if (c->closed)
+        return;
+    luray_proto_put_id(&c->refs, id);
+    luray_buf_put_u32(&c->refs, (uint32_t)delta);
+    c->n_refs++;
+}
+
+void luray_client_unpin(luray_client_t *c, luray_oid_t id)
+{
+    if (c->closed)
+        return;
+    luray_proto_put_id(&c->unpins, id);
+    c->n_unpins++;
+}
+
+luray_oid_t luray_client_new_id(luray_client_t *c)
+{
+    luray_oid_t id = {c->node_id, c->proc_id, ++c->next_seq << LURAY_OID_INDEX_BITS};
+    return id;
+}
+
+uint64_t luray_client_new_req(luray_client_t *c) { return ++c->next_req; }
+
+static void enqueue_frame(luray_client_t *c, const uint8_t *data, size_t len)
+{
+    size_t pos = 0;
+    luray_msg_t m;
+    while (luray_frame_next(data, len, &pos, &m) == 1) {
+        luray_cmsg_t *q = malloc(sizeof(*q) + m.len);
+        if (!q)
+            return;
+        q->next = NULL;
+        q->type = m.type;
+        q->len = m.len;
+        memcpy(q->body, m.body, m.len);
+        if (c->q_tail)
+            c->q_tail->next = q;
+        else
+            c->q_head = q;
+        c->q_tail = q;
+    }
+}
+
+/* Receives one frame into the queue. Returns 0, or LURAY_ETIMEDOUT / LURAY_EAGAIN (signal). */
+static int recv_some(luray_client_t *c, int timeout_ms)
+{
+    void *msg = NULL;
+    int len = nn_recv(c->in_sock, &msg, NN_MSG, NN_DONTWAIT);
+    if (len < 0) {
+        int fd;
+        size_t sz = sizeof(fd);
+        nn_getsockopt(c->in_sock, NN_SOL_SOCKET, NN_RCVFD, &fd, &sz);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, timeout_ms);
+        if (pr < 0)
+            return errno == EINTR ? LURAY_EAGAIN : LURAY_EIO;
+        if (pr == 0)
+            return LURAY_ETIMEDOUT;
+        len = nn_recv(c->in_sock, &msg, NN_MSG, NN_DONTWAIT);
+        if (len < 0)
+            return 0;
+    }
+    enqueue_frame(c, msg, (size_t)len);
+    nn_freemsg(msg);
+    return 0;
+}
+
+static bool node_alive(luray_client_t *c)
+{
+    return c->node_pid <= 0 || kill(c->node_pid, 0) == 0 || errno != ESRCH;
+}
+
+static luray_cmsg_t *take(luray_client_t *c, uint16_t type, bool match_req, uint64_t req)
+{
+    luray_cmsg_t *prev = NULL;
+    for (luray_cmsg_t *q = c->q_head; q; prev = q, q = q->next) {
+        if (q->type != type && type != 0)
+            continue;
+        if (match_req) {
+            luray_rd_t r;
+            luray_rd_init(&r, q->body, q->len);
+            if (luray_rd_u64(&r) != req || r.err)
+                continue;
+        }
+        if (prev)
+            prev->next = q->next;
+        else
+            c->q_head = q->next;
+        if (c->q_tail == q)
+            c->q_tail = prev;
+        q->next = NULL;
+        return q;
+    }
+    return NULL;
+}
+
+static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, uint64_t req,
+                              int timeout_ms, int *err)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    *err = 0;
+    if (luray_client_flush(c)) {
+        *err = LURAY_ECLOSED;
+        return NULL;
+    }
+    for (;;) {
+        luray_cmsg_t *q = take(c, type, match_req, req);
+        if (q)
+            return q;
+        int slice = 1000;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                *err = LURAY_ETIMEDOUT;
+                return NULL;
+            }
+            if (left < slice)
+                slice = (int)left;
+        }
+        int rc = recv_some(c, slice);
+        if (rc == LURAY_EAGAIN) {
+            *err = LURAY_EAGAIN;
+            return NULL;
+        }
+        if (rc == LURAY_ETIMEDOUT && !node_alive(c)) {
+            c->closed = true;
+            *err = LURAY_ECLOSED;
+            return NULL;
+        }
+    }
+}
+
+luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, int timeout_ms,
+                                int *err)
+{
+    return wait_for(c, type, true, req, timeout_ms, err);
+}
+
+luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err)
+{
+    return wait_for(c, 0, false, 0, timeout_ms, err);
+}
+
+int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, uint32_t worker_id,
+                         int timeout_ms, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    c->in_sock = c->out_sock = -1;
+    c->shm.fd = -1;
+    c->kind = kind;
+    luray_frame_init(&c->out);
+    luray_buf_init(&c->refs);
+    luray_buf_init(&c->unpins);
+    snprintf(c->session, sizeof(c->session), "%s", session_dir);
+    char addr[4300];
+    snprintf(c->inbox_path, sizeof(c->inbox_path), "%s/c%d-%ld.sock", session_dir, (int)getpid(),
+             (long)(now_ms() % 100000));
+    c->in_sock = nn_socket(AF_SP, NN_PULL);
+    c->out_sock = nn_socket(AF_SP, NN_PUSH);
+    if (c->in_sock < 0 || c->out_sock < 0) {
+        snprintf(err, errlen, "cannot create sockets: %s", nn_strerror(nn_errno()));
+        goto fail;
+    }
+    int unlimited = -1, big = 16 * 1024 * 1024, linger = 1000;
+    nn_setsockopt(c->in_sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &unlimited, sizeof(unlimited));
+    nn_setsockopt(c->in_sock, NN_SOL_SOCKET, NN_RCVBUF, &big, sizeof(big));
+    nn_setsockopt(c->out_sock, NN_SOL_SOCKET, NN_SNDBUF, &big, sizeof(big));
+    nn_setsockopt(c->out_sock, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
+    int sndto = 10000;
+    nn_setsockopt(c->out_sock, NN_SOL_SOCKET, NN_SNDTIMEO, &sndto, sizeof(sndto));
+    snprintf(addr, sizeof(addr), "ipc://%s", c->inbox_path);
+    if (nn_bind(c->in_sock, addr) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, nn_strerror(nn_errno()));
+        goto fail;
+    }
+    snprintf(addr, sizeof(addr), "ipc://%s/node.sock", session_dir);
+    if (nn_connect(c->out_sock, addr) < 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", addr, nn_strerror(nn_errno()));
+        goto fail;
+    }
+    luray_buf_t *b = luray_client_begin(c, LURAY_MSG_HELLO);
+    luray_buf_put_u8(b, (uint8_t)kind);
+    luray_buf_put_u32(b, (uint32_t)getpid());
+    luray_buf_put_u32(b, worker_id);
+    char inbox[4300];
+    snprintf(inbox, sizeof(inbox), "ipc://%s", c->inbox_path);
+    luray_buf_put_str(b, inbox, strlen(inbox));
+    luray_client_end(c);
+    int e;
+    luray_cmsg_t *w = NULL;
+    int64_t deadline = now_ms() + timeout_ms;
+    if (luray_client_flush(c)) {
+        snprintf(err, errlen, "cannot reach the node at %s (is it running?)", addr);
+        goto fail;
+    }
+    while (!w && now_ms() < deadline) {
+        w = take(c, LURAY_MSG_WELCOME, false, 0);
+        if (!w && recv_some(c, 100) == LURAY_EAGAIN)
+            break;
+    }
+    if (!w) {
+        snprintf(err, errlen, "the node at %s did not answer within %d ms", addr, timeout_ms);
+        goto fail;
+    }
+    luray_rd_t r;
+    luray_rd_init(&r, w->body, w->len);
+    c->node_id = luray_rd_u32(&r);
+    c->proc_id = luray_rd_u32(&r);
+    size_t nlen;
+    const char *shm = luray_rd_str(&r, &nlen);
+    uint64_t size = luray_rd_u64(&r);
+    size_t slen;
+    luray_rd_str(&r, &slen);
+    c->node_pid = (pid_t)luray_rd_u32(&r);
+    if (r.err || nlen >= 200) {
+        free(w);
+        snprintf(err, errlen, "malformed welcome from the node");
+        goto fail;
+    }
+    char shmname[256];
+    memcpy(shmname, shm, nlen);
+    shmname[nlen] = 0;
+    free(w);
+    e = luray_shm_open(shmname, (size_t)size, &c->shm);
+    if (e) {
+        snprintf(err, errlen, "cannot map the object store /dev/shm/%s", shmname);
+        goto fail;
+    }
+    return 0;
+fail:
+    luray_client_close(c, false);
+    return LURAY_ECLOSED;
+}
+
+void luray_client_close(luray_client_t *c, bool bye)
+{
+    if (bye && !c->closed && c->out_sock >= 0) {
+        luray_client_begin(c, LURAY_MSG_BYE);
+        luray_client_end(c);
+        flush_flags(c, node_alive(c) ? 0 : NN_DONTWAIT);
+    }
+    c->closed = true;
+    if (c->in_sock >= 0)
+        nn_close(c->in_sock);
+    if (c->out_sock >= 0)
+        nn_close(c->out_sock);
+    c->in_sock = c->out_sock = -1;
+    if (c->inbox_path[0])
+        unlink(c->inbox_path);
+    luray_shm_close(&c->shm);
+    luray_frame_close(&c->out);
+    luray_buf_close(&c->refs);
+    luray_buf_close(&c->unpins);
+    while (c->q_head) {
+        luray_cmsg_t *q = c->q_head;
+        c->q_head = q->next;
+        free(q);
+    }
+    c->q_tail = NULL;
+}

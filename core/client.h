@@ -1,0 +1,68 @@
+/* A process's connection to its node (drivers and workers): an inbox socket, a batched outbox,
+ * the mapped object store, and waiting for particular replies while queueing everything else. */
+#ifndef LURAY_CORE_CLIENT_H
+#define LURAY_CORE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "ids.h"
+#include "shm.h"
+#include "wire.h"
+
+typedef struct luray_cmsg {
+    struct luray_cmsg *next;
+    uint16_t type;
+    uint32_t len;
+    uint8_t body[];
+} luray_cmsg_t;
+
+typedef struct {
+    int in_sock, out_sock;
+    char inbox_path[4200];
+    char session[4096];
+    uint32_t node_id, proc_id;
+    pid_t node_pid;
+    int kind;
+    luray_frame_t out;
+    luray_shm_t shm;
+    uint64_t next_seq;
+    uint64_t next_req;
+    luray_cmsg_t *q_head, *q_tail;
+    luray_buf_t refs; /* pending (id, delta) pairs */
+    uint32_t n_refs;
+    luray_buf_t unpins;
+    uint32_t n_unpins;
+    bool closed;
+} luray_client_t;
+
+/* Connects to the node serving session_dir; kind is LURAY_PROC_DRIVER or LURAY_PROC_WORKER
+ * (worker_id then is the id the node gave it). Waits up to timeout_ms for the welcome. */
+int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, uint32_t worker_id,
+                         int timeout_ms, char *err, size_t errlen);
+/* Says goodbye when `bye`, then closes everything. */
+void luray_client_close(luray_client_t *c, bool bye);
+
+luray_buf_t *luray_client_begin(luray_client_t *c, uint16_t type);
+void luray_client_end(luray_client_t *c);
+/* Sends what is batched (pending reference changes included). Returns 0 or LURAY_ECLOSED. */
+int luray_client_flush(luray_client_t *c);
+/* Flushes when the batch has grown past a threshold; cheap to call after every message. */
+void luray_client_maybe_flush(luray_client_t *c);
+
+/* Waits for a message of `type` whose body starts with the u64 `req` (taking it out of the queue);
+ * other messages are queued. timeout_ms < 0 waits for ever. NULL on timeout (err LURAY_ETIMEDOUT),
+ * node death (LURAY_ECLOSED) or interruption by a signal (LURAY_EAGAIN). Free the result. */
+luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, int timeout_ms,
+                                int *err);
+/* The next queued or received message, waiting up to timeout_ms. */
+luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err);
+
+void luray_client_ref(luray_client_t *c, luray_oid_t id, int32_t delta);
+void luray_client_unpin(luray_client_t *c, luray_oid_t id);
+luray_oid_t luray_client_new_id(luray_client_t *c);
+uint64_t luray_client_new_req(luray_client_t *c);
+
+#endif

@@ -1,0 +1,1511 @@
+/* The C module "luray.core": ObjectRefs, actor handles, task templates, and the calls that talk
+ * to the node (submit, put, get, wait, ...). lualib/luray.lua builds the public API on top. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <sodium.h>
+#include <cjson/cJSON.h>
+
+#include "client.h"
+#include "errors_str.h"
+#include "lua_setup.h"
+#include "lua_tensor.h"
+#include "plugin_host.h"
+#include "protocol.h"
+#include "serialize.h"
+#include "session.h"
+
+#define REF_MT "luray.ObjectRef"
+#define HANDLE_MT "luray.ActorHandle"
+#define TEMPLATE_MT "luray.TaskTemplate"
+#define PIN_MT "luray.Pin"
+#define CTX_MT "luray.Context"
+#define INLINE_MAX (64 * 1024)
+
+typedef struct {
+    luray_client_t cl;
+    bool connected;
+} ctx_t;
+
+typedef struct {
+    luray_oid_t id;
+    ctx_t *ctx;
+} ref_t;
+
+typedef struct {
+    luray_oid_t id;
+    ctx_t *ctx;
+} pin_t;
+
+typedef struct {
+    luray_actor_id_t id;
+} handle_t;
+
+typedef struct {
+    luray_task_spec_t spec; /* strings point into values anchored by the user value table */
+    bool blob_sent;
+    uint32_t sent_to_proc;
+} template_t;
+
+static ctx_t *ctx_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+static ctx_t *connected(lua_State *L)
+{
+    ctx_t *c = ctx_of(L);
+    if (!c->connected)
+        luaL_error(L, "luray is not connected to a cluster (call luray.init first)");
+    return c;
+}
+
+/* ---- ObjectRef ---- */
+
+static ref_t *push_ref(lua_State *L, ctx_t *c, luray_oid_t id)
+{
+    ref_t *r = lua_newuserdatauv(L, sizeof(*r), 0);
+    r->id = id;
+    r->ctx = c;
+    luaL_setmetatable(L, REF_MT);
+    return r;
+}
+
+static int l_ref_gc(lua_State *L)
+{
+    ref_t *r = luaL_checkudata(L, 1, REF_MT);
+    if (r->ctx && r->ctx->connected)
+        luray_client_ref(&r->ctx->cl, r->id, -1);
+    r->ctx = NULL;
+    return 0;
+}
+
+static int l_ref_hex(lua_State *L)
+{
+    ref_t *r = luaL_checkudata(L, 1, REF_MT);
+    char hex[LURAY_OID_HEX_LEN + 1];
+    luray_oid_hex(r->id, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int l_ref_tostring(lua_State *L)
+{
+    ref_t *r = luaL_checkudata(L, 1, REF_MT);
+    char hex[LURAY_OID_HEX_LEN + 1];
+    luray_oid_hex(r->id, hex);
+    lua_pushfstring(L, "ObjectRef(%s)", hex);
+    return 1;
+}
+
+static int l_ref_eq(lua_State *L)
+{
+    ref_t *a = luaL_testudata(L, 1, REF_MT), *b = luaL_testudata(L, 2, REF_MT);
+    lua_pushboolean(L, a && b && luray_oid_eq(a->id, b->id));
+    return 1;
+}
+
+static ctx_t *g_ctx; /* the process's connection, for decoders that create refs */
+
+static int ref_encode(const luray_host_api_t *host, lua_State *L, int idx, luray_ser_writer_t *w)
+{
+    ref_t *r = luaL_checkudata(L, idx, REF_MT);
+    luray_buf_t b;
+    luray_buf_init(&b);
+    luray_proto_put_id(&b, r->id);
+    int rc = host->ser_write(w, b.data, b.len);
+    luray_buf_close(&b);
+    if (rc == 0)
+        rc = luray_ser_writer_ref(w, r->id);
+    return rc;
+}
+
+static int ref_decode(const luray_host_api_t *host, lua_State *L, luray_ser_reader_t *rd)
+{
+    size_t len;
+    const uint8_t *h = host->ser_header(rd, &len);
+    if (len != 16)
+        return LURAY_EPROTO;
+    luray_oid_t id = luray_proto_id_at(h);
+    push_ref(L, g_ctx, id);
+    if (g_ctx && g_ctx->connected)
+        luray_client_ref(&g_ctx->cl, id, 1);
+    return 0;
+}
+
+static const luray_serializer_t ref_serializer = {REF_MT, ref_encode, ref_decode};
+
+/* ---- ActorHandle ---- */
+
+static int l_handle_id(lua_State *L)
+{
+    handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+    luray_buf_t b;
+    luray_buf_init(&b);
+    luray_proto_put_id(&b, h->id);
+    lua_pushlstring(L, (const char *)b.data, b.len);
+    luray_buf_close(&b);
+    lua_getiuservalue(L, 1, 1);
+    return 2;
+}
+
+static handle_t *push_handle(lua_State *L, luray_actor_id_t id, const char *methods, size_t mlen)
+{
+    handle_t *h = lua_newuserdatauv(L, sizeof(*h), 2);
+    h->id = id;
+    lua_pushlstring(L, methods, mlen);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, HANDLE_MT);
+    return h;
+}
+
+static int handle_encode(const luray_host_api_t *host, lua_State *L, int idx,
+                         luray_ser_writer_t *w)
+{
+    handle_t *h = luaL_checkudata(L, idx, HANDLE_MT);
+    luray_buf_t b;
+    luray_buf_init(&b);
+    luray_proto_put_id(&b, h->id);
+    lua_getiuservalue(L, idx, 1);
+    size_t len;
+    const char *m = lua_tolstring(L, -1, &len);
+    luray_buf_put(&b, m, m ? len : 0);
+    lua_pop(L, 1);
+    int rc = host->ser_write(w, b.data, b.len);
+    luray_buf_close(&b);
+    return rc;
+}
+
+static int handle_decode(const luray_host_api_t *host, lua_State *L, luray_ser_reader_t *rd)
+{
+    size_t len;
+    const uint8_t *h = host->ser_header(rd, &len);
+    if (len < 16)
+        return LURAY_EPROTO;
+    push_handle(L, luray_proto_id_at(h), (const char *)h + 16, len - 16);
+    return 0;
+}
+
+static const luray_serializer_t handle_serializer = {HANDLE_MT, handle_encode, handle_decode};
+
+static int l_handle(lua_State *L)
+{
+    size_t len, mlen;
+    const char *id = luaL_checklstring(L, 1, &len);
+    const char *m = luaL_checklstring(L, 2, &mlen);
+    if (len != 16)
+        return luaL_argerror(L, 1, "actor id must be 16 bytes");
+    push_handle(L, luray_proto_id_at((const uint8_t *)id), m, mlen);
+    return 1;
+}
+
+/* ---- Pin: keeps a store object mapped while views of it live ---- */
+
+static int l_pin_gc(lua_State *L)
+{
+    pin_t *p = luaL_checkudata(L, 1, PIN_MT);
+    if (p->ctx && p->ctx->connected)
+        luray_client_unpin(&p->ctx->cl, p->id);
+    p->ctx = NULL;
+    return 0;
+}
+
+/* ---- templates ---- */
+
+static const char *anchor_string(lua_State *L, int tbl, const char *field, uint32_t *len)
+{
+    lua_getfield(L, -1 - 0, field); /* placeholder, replaced below */
+    lua_pop(L, 1);
+    (void)tbl;
+    (void)len;
+    return NULL;
+}
+
+static int opt_int(lua_State *L, int t, const char *f, lua_Integer def)
+{
+    lua_getfield(L, t, f);
+    lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+/* Copies field f of table t (a string) into the anchor table at a, returning a stable pointer. */
+static const char *opt_str(lua_State *L, int t, int a, const char *f, uint32_t *len)
+{
+    lua_getfield(L, t, f);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        *len = 0;
+        return "";
+    }
+    size_t l;
+    const char *s = luaL_checklstring(L, -1, &l);
+    lua_rawseti(L, a, (lua_Integer)lua_rawlen(L, a) + 1); /* anchored */
+    *len = (uint32_t)l;
+    return s;
+}
+
+static void read_id_field(lua_State *L, int t, const char *f, luray_oid_t *out)
+{
+    lua_getfield(L, t, f);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s && len == 16)
+        *out = luray_proto_id_at((const uint8_t *)s);
+    lua_pop(L, 1);
+}
+
+static int l_template(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    template_t *tp = lua_newuserdatauv(L, sizeof(*tp), 1);
+    memset(tp, 0, sizeof(*tp));
+    int ud = lua_gettop(L);
+    lua_newtable(L);
+    int a = lua_gettop(L);
+    luray_task_spec_t *s = &tp->spec;
+    lua_getfield(L, 1, "kind");
+    const char *kind = luaL_optstring(L, -1, "task");
+    lua_pop(L, 1);
+    s->kind = strcmp(kind, "create") == 0 ? LURAY_TASK_ACTOR_CREATE
+              : strcmp(kind, "call") == 0 ? LURAY_TASK_ACTOR_CALL
+                                          : LURAY_TASK_NORMAL;
+    uint32_t blen;
+    const char *blob = opt_str(L, 1, a, "func_blob", &blen);
+    if (blen) {
+        s->func_blob = (const uint8_t *)blob;
+        s->func_blob_len = blen;
+        crypto_generichash(s->func_hash, 16, (const unsigned char *)blob, blen, NULL, 0);
+    } else {
+        uint32_t hl;
+        const char *h = opt_str(L, 1, a, "func_hash", &hl);
+        if (hl == 16)
+            memcpy(s->func_hash, h, 16);
+    }
+    s->method = opt_str(L, 1, a, "name", &s->method_len);
+    s->num_returns = (uint16_t)opt_int(L, 1, "num_returns", 1);
+    if (s->num_returns > 1000)
+        return luaL_error(L, "num_returns must be between 0 and 1000");
+    int retries = opt_int(L, 1, "max_retries", 3);
+    s->max_retries = (uint8_t)(retries < 0 ? 255 : retries > 255 ? 255 : retries);
+    lua_getfield(L, 1, "retry_exceptions");
+    s->retry_exceptions = (uint8_t)lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    read_id_field(L, 1, "actor_id", &s->actor_id);
+    lua_getfield(L, 1, "resources");
+    if (lua_istable(L, -1)) {
+        int rt = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, rt)) {
+            if (s->n_res >= LURAY_RES_MAX)
+                return luaL_error(L, "too many resources (at most %d)", LURAY_RES_MAX);
+            if (lua_type(L, -2) != LUA_TSTRING || !lua_isnumber(L, -1))
+                return luaL_error(L, "resources must map names to numbers");
+            double v = lua_tonumber(L, -1);
+            if (v < 0)
+                return luaL_error(L, "resource \"%s\" must be >= 0", lua_tostring(L, -2));
+            size_t nl;
+            const char *nm = lua_tolstring(L, -2, &nl);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, a, (lua_Integer)lua_rawlen(L, a) + 1);
+            s->res[s->n_res].name = nm;
+            s->res[s->n_res].name_len = (uint32_t)nl;
+            bool bytes = strcmp(nm, "memory") == 0 || strcmp(nm, "object_store_memory") == 0;
+            s->res[s->n_res].amount = (int64_t)(bytes ? v : v * LURAY_RES_UNIT + 0.5);
+            s->n_res++;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    s->strategy = (uint8_t)opt_int(L, 1, "strategy", 0);
+    s->target_node = (uint32_t)opt_int(L, 1, "target_node", 0);
+    lua_getfield(L, 1, "soft");
+    s->soft = (uint8_t)lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    s->bundle_index = opt_int(L, 1, "bundle_index", -1);
+    read_id_field(L, 1, "pg_id", &s->pg_id);
+    if (s->kind == LURAY_TASK_ACTOR_CREATE) {
+        s->actor_name = opt_str(L, 1, a, "actor_name", &s->actor_name_len);
+        s->ns = opt_str(L, 1, a, "namespace", &s->ns_len);
+        lua_getfield(L, 1, "detached");
+        s->detached = (uint8_t)lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        s->max_restarts = opt_int(L, 1, "max_restarts", 0);
+        s->max_task_retries = opt_int(L, 1, "max_task_retries", 0);
+        s->max_concurrency = (uint32_t)opt_int(L, 1, "max_concurrency", 1);
+    }
+    lua_pushvalue(L, a);
+    lua_setiuservalue(L, ud, 1);
+    lua_settop(L, ud);
+    luaL_setmetatable(L, TEMPLATE_MT);
+    (void)anchor_string;
+    return 1;
+}
+
+/* ---- writing blobs ---- */
+
+static int store_blob(lua_State *L, ctx_t *c, luray_ser_t *s, luray_oid_t id, bool is_return,
+                      bool *in_store)
+{
+    size_t size = luray_ser_blob_size(s);
+    *in_store = size > INLINE_MAX;
+    if (!*in_store)
+        return 0;
+    uint64_t req = luray_client_new_req(&c->cl);
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_CREATE);
+    luray_buf_put_u64(b, req);
+    luray_proto_put_id(b, id);
+    luray_buf_put_u8(b, is_return);
+    luray_buf_put_u64(b, size);
+    luray_client_end(&c->cl);
+    int err;
+    luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_CREATED, req, -1, &err);
+    if (!m)
+        return err;
+    luray_rd_t r;
+    luray_rd_init(&r, m->body, m->len);
+    luray_rd_u64(&r);
+    int rc = (int)luray_rd_u32(&r);
+    uint64_t off = luray_rd_u64(&r);
+    free(m);
+    if (rc)
+        return rc;
+    if (off + size > c->cl.shm.size)
+        return LURAY_EPROTO;
+    luray_ser_write(s, (uint8_t *)c->cl.shm.base + off);
+    b = luray_client_begin(&c->cl, LURAY_MSG_SEAL);
+    luray_proto_put_id(b, id);
+    luray_buf_put_u8(b, is_return);
+    luray_buf_put_varint(b, s->n_refs);
+    for (size_t i = 0; i < s->n_refs; i++)
+        luray_proto_put_id(b, s->refs[i]);
+    luray_client_end(&c->cl);
+    return 0;
+}
+
+static void put_inline_blob(luray_buf_t *b, luray_ser_t *s)
+{
+    size_t size = luray_ser_blob_size(s);
+    luray_buf_put_varint(b, size);
+    if (luray_buf_reserve(b, size + LURAY_BLOB_ALIGN))
+        return;
+    luray_ser_write(s, b->data + b->len);
+    b->len += size;
+}
+
+static int raise_ser(lua_State *L, luray_ser_t *s, int rc)
+{
+    char msg[sizeof(s->err)];
+    snprintf(msg, sizeof(msg), "%s", s->err[0] ? s->err : luray_strerror(rc));
+    luray_ser_close(s);
+    lua_getglobal(L, "luray");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "_error");
+        if (lua_isfunction(L, -1)) {
+            lua_pushstring(L, "SerializationError");
+            lua_pushstring(L, msg);
+            lua_call(L, 2, 1);
+            return lua_error(L);
+        }
+    }
+    return luaL_error(L, "%s", msg);
+}
+
+/* core.submit(template, ...) -> refs */
+static int l_submit(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    template_t *tp = luaL_checkudata(L, 1, TEMPLATE_MT);
+    int nargs = lua_gettop(L) - 1;
+    luray_task_spec_t spec = tp->spec;
+    spec.task_id = luray_client_new_id(&c->cl);
+    luray_ser_t s;
+    luray_ser_init(&s);
+    int rc = luray_ser_encode(L, 2, nargs, "argument", &s);
+    if (rc)
+        return raise_ser(L, &s, rc);
+    /* Top-level refs are dependencies: resolved before the task runs. */
+    uint8_t depbuf[16 * 16];
+    luray_buf_t deps;
+    luray_buf_init(&deps);
+    uint32_t n_deps = 0;
+    for (int i = 2; i <= nargs + 1; i++) {
+        ref_t *r = luaL_testudata(L, i, REF_MT);
+        if (r) {
+            luray_proto_put_id(&deps, r->id);
+            n_deps++;
+        }
+    }
+    (void)depbuf;
+    luray_buf_t contained;
+    luray_buf_init(&contained);
+    for (size_t i = 0; i < s.n_refs; i++)
+        luray_proto_put_id(&contained, s.refs[i]);
+    spec.deps = deps.data;
+    spec.n_deps = n_deps;
+    spec.contained = contained.data;
+    spec.n_contained = (uint32_t)s.n_refs;
+    if (tp->blob_sent && tp->sent_to_proc == c->cl.proc_id)
+        spec.func_blob = NULL;
+    luray_buf_t argsb;
+    luray_buf_init(&argsb);
+    size_t size = luray_ser_blob_size(&s);
+    if (luray_buf_reserve(&argsb, size) == 0) {
+        luray_ser_write(&s, argsb.data);
+        argsb.len = size;
+    }
+    spec.args = argsb.data;
+    spec.args_len = (uint32_t)size;
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_SUBMIT);
+    luray_proto_put_task(b, &spec);
+    luray_client_end(&c->cl);
+    tp->blob_sent = true;
+    tp->sent_to_proc = c->cl.proc_id;
+    luray_buf_close(&argsb);
+    luray_buf_close(&deps);
+    luray_buf_close(&contained);
+    luray_ser_close(&s);
+    luray_client_maybe_flush(&c->cl);
+    int nret = spec.num_returns;
+    luaL_checkstack(L, nret + 1, "too many return values");
+    for (int i = 1; i <= nret; i++)
+        push_ref(L, c, luray_oid_for_return(spec.task_id, (unsigned)i));
+    if (nret == 0) {
+        lua_pushlstring(L, "", 0);
+        return 1;
+    }
+    return nret;
+}
+
+/* core.put(value) -> ref */
+static int l_put(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    luaL_checkany(L, 1);
+    luray_ser_t s;
+    luray_ser_init(&s);
+    int rc = luray_ser_encode(L, 1, 1, "value", &s);
+    if (rc)
+        return raise_ser(L, &s, rc);
+    luray_oid_t id = luray_client_new_id(&c->cl);
+    bool in_store;
+    rc = store_blob(L, c, &s, id, false, &in_store);
+    if (rc) {
+        luray_ser_close(&s);
+        return luaL_error(L, "luray.put: cannot store the value: %s", luray_strerror(rc));
+    }
+    if (!in_store) {
+        luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_PUT);
+        luray_proto_put_id(b, id);
+        put_inline_blob(b, &s);
+        luray_buf_put_varint(b, s.n_refs);
+        for (size_t i = 0; i < s.n_refs; i++)
+            luray_proto_put_id(b, s.refs[i]);
+        luray_client_end(&c->cl);
+        luray_client_maybe_flush(&c->cl);
+    }
+    luray_ser_close(&s);
+    push_ref(L, c, id);
+    return 1;
+}
+
+/* ---- get and wait ---- */
+
+static luray_oid_t check_ref(lua_State *L, int idx)
+{
+    ref_t *r = luaL_testudata(L, idx, REF_MT);
+    if (!r)
+        luaL_error(L, "expected an ObjectRef, got %s", luaL_typename(L, idx));
+    return r->id;
+}
+
+static int timeout_ms_arg(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx))
+        return -1;
+    double t = luaL_checknumber(L, idx);
+    if (t < 0)
+        return -1;
+    return t * 1000 > INT_MAX ? INT_MAX : (int)(t * 1000);
+}
+
+static void send_get(ctx_t *c, uint64_t req, uint8_t mode, uint32_t need, int timeout_ms,
+                     const luray_oid_t *ids, uint32_t n)
+{
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_GET);
+    luray_buf_put_u64(b, req);
+    luray_buf_put_u8(b, mode);
+    luray_buf_put_u32(b, need);
+    luray_buf_put_u64(b, (uint64_t)(int64_t)timeout_ms);
+    luray_buf_put_varint(b, n);
+    for (uint32_t i = 0; i < n; i++)
+        luray_proto_put_id(b, ids[i]);
+    luray_client_end(&c->cl);
+}
+
+static int wait_error(lua_State *L, int err)
+{
+    if (err == LURAY_EAGAIN)
+        return luaL_error(L, "interrupted");
+    return luaL_error(L, "lost the connection to the luray node: %s", luray_strerror(err));
+}
+
+/* Decodes one READY entry, pushing (status, value): 0 value, 1 error value, 2 missing. */
+static int push_entry(lua_State *L, ctx_t *c, luray_rd_t *r)
+{
+    luray_oid_t id = luray_proto_rd_id(r);
+    uint8_t state = luray_rd_u8(r);
+    if (r->err)
+        return luaL_error(L, "malformed reply from the node");
+    if (state == LURAY_OBJ_MISSING || state == LURAY_OBJ_PENDING) {
+        lua_pushinteger(L, 2);
+        lua_pushnil(L);
+        return 2;
+    }
+    uint8_t loc = luray_rd_u8(r);
+    const void *blob;
+    size_t len;
+    int keeper = 0;
+    if (loc == LURAY_LOC_INLINE) {
+        blob = luray_rd_str(r, &len);
+    } else {
+        uint64_t off = luray_rd_u64(r), size = luray_rd_u64(r);
+        if (r->err || size == 0 || off + size > c->cl.shm.size)
+            return luaL_error(L, "the object store could not produce the object");
+        blob = (const uint8_t *)c->cl.shm.base + off;
+        len = (size_t)size;
+        pin_t *p = lua_newuserdatauv(L, sizeof(*p), 0);
+        p->id = id;
+        p->ctx = c;
+        luaL_setmetatable(L, PIN_MT);
+        keeper = lua_gettop(L);
+    }
+    if (r->err)
+        return luaL_error(L, "malformed reply from the node");
+    lua_pushinteger(L, state == LURAY_OBJ_ERROR ? 1 : 0);
+    char err[512];
+    int n = luray_ser_decode(L, blob, len, keeper, err, sizeof(err));
+    if (n < 0)
+        return luaL_error(L, "cannot decode object: %s", err);
+    if (n != 1) {
+        lua_settop(L, lua_gettop(L) - n);
+        lua_pushnil(L);
+    }
+    if (keeper)
+        lua_remove(L, keeper);
+    return 2;
+}
+
+/* core.get(ref, timeout) -> status, value (0 ok, 1 error value, 2 missing, 3 timed out)
+ * core.get({refs}, timeout) -> status, values, errors (errors: index -> {status, value}) */
+static int l_get(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    int timeout = timeout_ms_arg(L, 2);
+    bool single = !lua_istable(L, 1);
+    uint32_t n = single ? 1 : (uint32_t)lua_rawlen(L, 1);
+    luray_oid_t one = {0, 0, 0};
+    if (single)
+        one = check_ref(L, 1);
+    luray_oid_t *ids = single ? &one : calloc(n ? n : 1, sizeof(luray_oid_t));
+    if (!ids)
+        return luaL_error(L, "out of memory");
+    if (!single) {
+        for (uint32_t i = 0; i < n; i++) {
+            lua_rawgeti(L, 1, (lua_Integer)i + 1);
+            ref_t *r = luaL_testudata(L, -1, REF_MT);
+            if (!r) {
+                free(ids);
+                return luaL_error(L, "luray.get: element %d of the list is a %s, not an ObjectRef",
+                                  (int)i + 1, luaL_typename(L, -1));
+            }
+            ids[i] = r->id;
+            lua_pop(L, 1);
+        }
+    }
+    uint64_t req = luray_client_new_req(&c->cl);
+    send_get(c, req, 0, n, timeout, ids, n);
+    if (!single)
+        free(ids);
+    int err;
+    luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_READY, req, -1, &err);
+    if (!m)
+        return wait_error(L, err);
+    luray_rd_t r;
+    luray_rd_init(&r, m->body, m->len);
+    luray_rd_u64(&r);
+    uint8_t timed_out = luray_rd_u8(&r);
+    uint64_t count = luray_rd_varint(&r);
+    if (timed_out) {
+        free(m);
+        lua_pushinteger(L, 3);
+        return 1;
+    }
+    if (r.err || count != n) {
+        free(m);
+        return luaL_error(L, "malformed reply from the node");
+    }
+    if (single) {
+        lua_settop(L, 0);
+        push_entry(L, c, &r);
+        free(m);
+        luray_client_maybe_flush(&c->cl);
+        return 2;
+    }
+    lua_pushinteger(L, 0);
+    lua_createtable(L, (int)n, 0);
+    int vals = lua_gettop(L);
+    lua_pushnil(L);
+    int errs = lua_gettop(L);
+    for (uint32_t i = 0; i < n; i++) {
+        push_entry(L, c, &r);
+        lua_Integer st = lua_tointeger(L, -2);
+        if (st != 0) {
+            if (lua_isnil(L, errs)) {
+                lua_newtable(L);
+                lua_replace(L, errs);
+            }
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, -3);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 2);
+            lua_rawseti(L, errs, (lua_Integer)i + 1);
+        }
+        lua_rawseti(L, vals, (lua_Integer)i + 1);
+        lua_pop(L, 1);
+    }
+    free(m);
+    luray_client_maybe_flush(&c->cl);
+    return 3;
+}
+
+/* core.wait({refs}, num_returns, timeout) -> {ready flags by index} */
+static int l_wait(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    uint32_t n = (uint32_t)lua_rawlen(L, 1);
+    lua_Integer need = luaL_checkinteger(L, 2);
+    int timeout = timeout_ms_arg(L, 3);
+    if (need < 0 || (uint32_t)need > n)
+        return luaL_error(L, "luray.wait: num_returns (%d) must be between 0 and the number of refs (%d)",
+                          (int)need, (int)n);
+    luray_oid_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+    if (!ids)
+        return luaL_error(L, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, (lua_Integer)i + 1);
+        ref_t *r = luaL_testudata(L, -1, REF_MT);
+        if (!r) {
+            free(ids);
+            return luaL_error(L, "luray.wait: element %d of the list is a %s, not an ObjectRef",
+                              (int)i + 1, luaL_typename(L, -1));
+        }
+        ids[i] = r->id;
+        lua_pop(L, 1);
+    }
+    uint64_t req = luray_client_new_req(&c->cl);
+    send_get(c, req, 1, (uint32_t)need, timeout, ids, n);
+    free(ids);
+    int err;
+    luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_READY, req, -1, &err);
+    if (!m)
+        return wait_error(L, err);
+    luray_rd_t r;
+    luray_rd_init(&r, m->body, m->len);
+    luray_rd_u64(&r);
+    luray_rd_u8(&r);
+    uint64_t count = luray_rd_varint(&r);
+    lua_createtable(L, (int)n, 0);
+    for (uint64_t i = 0; i < count && !r.err; i++) {
+        luray_proto_rd_id(&r);
+        uint8_t st = luray_rd_u8(&r);
+        lua_pushboolean(L, st != LURAY_OBJ_PENDING);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(m);
+    return 1;
+}
+
+/* ---- worker side ---- */
+
+static int push_func(lua_State *L, const luray_task_spec_t *s)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "luray.fncache");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "luray.fncache");
+    }
+    lua_pushlstring(L, (const char *)s->func_hash, 16);
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1)) {
+        lua_remove(L, -2);
+        return 0;
+    }
+    lua_pop(L, 1);
+    if (!s->func_blob) {
+        lua_pop(L, 1);
+        return luaL_error(L, "the node sent a task for a function this worker does not have");
+    }
+    char err[512];
+    int n = luray_ser_decode(L, s->func_blob, s->func_blob_len, 0, err, sizeof(err));
+    if (n != 1) {
+        lua_pop(L, 1);
+        return luaL_error(L, "cannot load the task's function: %s", err);
+    }
+    lua_pushlstring(L, (const char *)s->func_hash, 16);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+    lua_remove(L, -2);
+    return 0;
+}
+
+static void push_id_raw(lua_State *L, luray_oid_t id)
+{
+    luray_buf_t b;
+    luray_buf_init(&b);
+    luray_proto_put_id(&b, id);
+    lua_pushlstring(L, (const char *)b.data, b.len);
+    luray_buf_close(&b);
+}
+
+/* core.recv(timeout) -> "exec", task table | "exit" | nil (timeout) | "reply", req, ... */
+static int l_recv(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    int timeout = timeout_ms_arg(L, 1);
+    int err;
+    luray_cmsg_t *m = luray_client_next(&c->cl, timeout, &err);
+    if (!m) {
+        if (err == LURAY_ETIMEDOUT)
+            return 0;
+        if (err == LURAY_ECLOSED) {
+            lua_pushliteral(L, "exit");
+            return 1;
+        }
+        return wait_error(L, err);
+    }
+    if (m->type == LURAY_MSG_EXIT) {
+        free(m);
+        lua_pushliteral(L, "exit");
+        return 1;
+    }
+    if (m->type == LURAY_MSG_READY) {
+        /* a reply to an async get of a concurrent actor method */
+        luray_rd_t r;
+        luray_rd_init(&r, m->body, m->len);
+        uint64_t req = luray_rd_u64(&r);
+        lua_pushliteral(L, "ready");
+        lua_pushinteger(L, (lua_Integer)req);
+        lua_pushlightuserdata(L, NULL);
+        free(m);
+        return 3;
+    }
+    if (m->type != LURAY_MSG_EXEC) {
+        free(m);
+        lua_pushliteral(L, "other");
+        return 1;
+    }
+    luray_rd_t r;
+    luray_rd_init(&r, m->body, m->len);
+    luray_task_spec_t s;
+    if (luray_proto_parse_task(&r, &s)) {
+        free(m);
+        return luaL_error(L, "malformed task from the node");
+    }
+    lua_pushliteral(L, "exec");
+    lua_createtable(L, 0, 12);
+    push_id_raw(L, s.task_id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, s.kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushlstring(L, s.method, s.method_len);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, s.num_returns);
+    lua_setfield(L, -2, "num_returns");
+    lua_pushinteger(L, s.attempt);
+    lua_setfield(L, -2, "attempt");
+    lua_pushboolean(L, s.retry_exceptions);
+    lua_setfield(L, -2, "retry_exceptions");
+    lua_pushinteger(L, s.max_retries);
+    lua_setfield(L, -2, "retries_left");
+    push_id_raw(L, s.actor_id);
+    lua_setfield(L, -2, "actor_id");
+    if (s.kind == LURAY_TASK_ACTOR_CREATE) {
+        lua_pushinteger(L, s.max_concurrency);
+        lua_setfield(L, -2, "max_concurrency");
+    }
+    if (s.kind != LURAY_TASK_ACTOR_CALL) {
+        push_func(L, &s);
+        lua_setfield(L, -2, "fn");
+    }
+    char errb[512];
+    int top = lua_gettop(L);
+    int n = luray_ser_decode(L, s.args, s.args_len, 0, errb, sizeof(errb));
+    if (n < 0) {
+        free(m);
+        return luaL_error(L, "cannot decode the task's arguments: %s", errb);
+    }
+    lua_createtable(L, n, 1);
+    for (int i = n; i >= 1; i--) {
+        lua_pushvalue(L, top + i);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    lua_setfield(L, top, "args");
+    lua_settop(L, top);
+    free(m);
+    return 2;
+}
+
+/* core.done(task_id, ok, n, ...values) */
+static int l_done(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    size_t idlen;
+    const char *tid = luaL_checklstring(L, 1, &idlen);
+    int status = (int)luaL_checkinteger(L, 2);
+    int nres = (int)luaL_checkinteger(L, 3);
+    if (idlen != 16)
+        return luaL_argerror(L, 1, "task id");
+    luray_oid_t id = luray_proto_id_at((const uint8_t *)tid);
+    int have = lua_gettop(L) - 3;
+    luray_ser_t *sers = calloc((size_t)(nres > 0 ? nres : 1), sizeof(luray_ser_t));
+    bool *stored = calloc((size_t)(nres > 0 ? nres : 1), sizeof(bool));
+    if (!sers || !stored) {
+        free(sers);
+        free(stored);
+        return luaL_error(L, "out of memory");
+    }
+    int rc = 0;
+    if (status == LURAY_DONE_OK) {
+        for (int i = 0; i < nres; i++) {
+            luray_ser_init(&sers[i]);
+            if (i < have)
+                rc = luray_ser_encode(L, 4 + i, 1, "return value", &sers[i]);
+            else {
+                lua_pushnil(L);
+                rc = luray_ser_encode(L, lua_gettop(L), 1, "return value", &sers[i]);
+                lua_pop(L, 1);
+            }
+            if (rc)
+                break;
+            rc = store_blob(L, c, &sers[i], luray_oid_for_return(id, (unsigned)i + 1), true,
+                            &stored[i]);
+            if (rc)
+                break;
+        }
+        if (rc) {
+            char msg[600];
+            int k = 0;
+            for (; k < nres; k++)
+                if (sers[k].err[0]) {
+                    snprintf(msg, sizeof(msg), "%s", sers[k].err);
+                    break;
+                }
+            if (k == nres)
+                snprintf(msg, sizeof(msg), "cannot store the result: %s", luray_strerror(rc));
+            for (int i = 0; i < nres; i++)
+                luray_ser_close(&sers[i]);
+            free(sers);
+            free(stored);
+            lua_pushstring(L, msg);
+            return 1; /* the caller turns it into an error result */
+        }
+        luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_DONE);
+        luray_proto_put_id(b, id);
+        luray_buf_put_u8(b, LURAY_DONE_OK);
+        luray_buf_put_u16(b, (uint16_t)nres);
+        for (int i = 0; i < nres; i++) {
+            luray_buf_put_u8(b, stored[i] ? LURAY_LOC_SHM : LURAY_LOC_INLINE);
+            if (!stored[i])
+                put_inline_blob(b, &sers[i]);
+            luray_buf_put_varint(b, sers[i].n_refs);
+            for (size_t k = 0; k < sers[i].n_refs; k++)
+                luray_proto_put_id(b, sers[i].refs[k]);
+            luray_ser_close(&sers[i]);
+        }
+        luray_client_end(&c->cl);
+    } else {
+        luray_ser_t s;
+        luray_ser_init(&s);
+        rc = luray_ser_encode(L, 4, 1, "error", &s);
+        if (rc) {
+            luray_ser_close(&s);
+            free(sers);
+            free(stored);
+            lua_pushstring(L, s.err);
+            return 1;
+        }
+        luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_DONE);
+        luray_proto_put_id(b, id);
+        luray_buf_put_u8(b, (uint8_t)status);
+        luray_buf_put_u16(b, (uint16_t)nres);
+        put_inline_blob(b, &s);
+        luray_client_end(&c->cl);
+        luray_ser_close(&s);
+    }
+    free(sers);
+    free(stored);
+    /* Results go out at once unless more messages are queued behind them. */
+    if (c->cl.q_head == NULL)
+        luray_client_flush(&c->cl);
+    else
+        luray_client_maybe_flush(&c->cl);
+    return 0;
+}
+
+/* ---- control ---- */
+
+static int l_connect(lua_State *L)
+{
+    ctx_t *c = ctx_of(L);
+    const char *session = luaL_checkstring(L, 1);
+    const char *kind = luaL_optstring(L, 2, "driver");
+    lua_Integer wid = luaL_optinteger(L, 3, 0);
+    if (c->connected)
+        return luaL_error(L, "already connected");
+    char err[512];
+    int k = strcmp(kind, "worker") == 0 ? LURAY_PROC_WORKER : LURAY_PROC_DRIVER;
+    if (luray_client_connect(&c->cl, session, k, (uint32_t)wid, 10000, err, sizeof(err))) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    c->connected = true;
+    g_ctx = c;
+    lua_createtable(L, 0, 4);
+    char hex[16];
+    snprintf(hex, sizeof(hex), "%08x", c->cl.node_id);
+    lua_pushstring(L, hex);
+    lua_setfield(L, -2, "node_id");
+    lua_pushinteger(L, c->cl.proc_id);
+    lua_setfield(L, -2, "proc_id");
+    lua_pushstring(L, session);
+    lua_setfield(L, -2, "session");
+    lua_pushinteger(L, c->cl.node_pid);
+    lua_setfield(L, -2, "node_pid");
+    return 1;
+}
+
+static void ctx_disconnect(ctx_t *c, bool bye)
+{
+    if (!c->connected)
+        return;
+    luray_client_flush(&c->cl);
+    c->connected = false;
+    luray_client_close(&c->cl, bye);
+    if (g_ctx == c)
+        g_ctx = NULL;
+}
+
+static int l_disconnect(lua_State *L)
+{
+    ctx_disconnect(ctx_of(L), true);
+    return 0;
+}
+
+static int l_ctx_gc(lua_State *L)
+{
+    ctx_t *c = luaL_checkudata(L, 1, CTX_MT);
+    ctx_disconnect(c, true);
+    return 0;
+}
+
+static int l_flush(lua_State *L)
+{
+    ctx_t *c = ctx_of(L);
+    if (c->connected)
+        luray_client_flush(&c->cl);
+    return 0;
+}
+
+static int simple_msg(lua_State *L, uint16_t type)
+{
+    ctx_t *c = connected(L);
+    luray_client_begin(&c->cl, type);
+    luray_client_end(&c->cl);
+    luray_client_flush(&c->cl);
+    return 0;
+}
+
+static int l_shutdown_node(lua_State *L) { return simple_msg(L, LURAY_MSG_SHUTDOWN); }
+
+static int l_info(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    uint64_t req = luray_client_new_req(&c->cl);
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_INFO);
+    luray_buf_put_u64(b, req);
+    luray_client_end(&c->cl);
+    int err;
+    luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_REPLY, req, 10000, &err);
+    if (!m)
+        return wait_error(L, err);
+    luray_rd_t r;
+    luray_rd_init(&r, m->body, m->len);
+    luray_rd_u64(&r);
+    luray_rd_u32(&r);
+    size_t len;
+    const char *s = luray_rd_str(&r, &len);
+    lua_pushlstring(L, s ? s : "{}", s ? len : 2);
+    free(m);
+    return 1;
+}
+
+static int l_lookup(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    uint64_t req = luray_client_new_req(&c->cl);
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_LOOKUP);
+    luray_buf_put_u64(b, req);
+    luray_buf_put_str(b, key, klen);
+    luray_client_end(&c->cl);
+    int err;
+    luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_REPLY, req, 10000, &err);
+    if (!m)
+        return wait_error(L, err);
+    luray_rd_t r;
+    luray_rd_init(&r, m->body, m->len);
+    luray_rd_u64(&r);
+    int rc = (int)luray_rd_u32(&r);
+    size_t len;
+    const uint8_t *p = luray_rd_str(&r, &len);
+    if (rc || r.err || len < 16) {
+        free(m);
+        return 0;
+    }
+    push_handle(L, luray_proto_id_at(p), (const char *)p + 16, len - 16);
+    free(m);
+    return 1;
+}
+
+static int l_kill(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_KILL);
+    luray_proto_put_id(b, h->id);
+    luray_buf_put_u8(b, (uint8_t)lua_toboolean(L, 2));
+    luray_client_end(&c->cl);
+    luray_client_flush(&c->cl);
+    return 0;
+}
+
+static int l_cancel(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    luray_oid_t id = check_ref(L, 1);
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_CANCEL);
+    luray_proto_put_id(b, luray_oid_task(id));
+    luray_buf_put_u8(b, (uint8_t)lua_toboolean(L, 2));
+    luray_client_end(&c->cl);
+    luray_client_flush(&c->cl);
+    return 0;
+}
+
+static int l_is_ref(lua_State *L)
+{
+    lua_pushboolean(L, luaL_testudata(L, 1, REF_MT) != NULL);
+    return 1;
+}
+
+static int l_is_handle(lua_State *L)
+{
+    lua_pushboolean(L, luaL_testudata(L, 1, HANDLE_MT) != NULL);
+    return 1;
+}
+
+static int l_ref_task(lua_State *L)
+{
+    luray_oid_t id = check_ref(L, 1);
+    push_id_raw(L, luray_oid_task(id));
+    return 1;
+}
+
+static int l_hex(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (len != 16)
+        return luaL_argerror(L, 1, "16-byte id");
+    char hex[LURAY_OID_HEX_LEN + 1];
+    luray_oid_hex(luray_proto_id_at((const uint8_t *)s), hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    ctx_t *c = ctx_of(L);
+    if (c->connected)
+        luray_client_flush(&c->cl);
+    if (s <= 0)
+        return 0;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* core.start_node(cfg) -> session_dir, pid | nil, err */
+static int l_start_node(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luray_node_opts_t o;
+    memset(&o, 0, sizeof(o));
+    char dir[4096], exe[4096];
+    if (luray_session_create(dir, sizeof(dir))) {
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot create a session directory");
+        return 2;
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = 0;
+    o.session_dir = dir;
+    o.exe = exe;
+    lua_getfield(L, 1, "num_cpus");
+    o.num_cpus = lua_isnil(L, -1) ? (double)sysconf(_SC_NPROCESSORS_ONLN) : lua_tonumber(L, -1);
+    lua_getfield(L, 1, "num_gpus");
+    o.num_gpus = lua_tonumber(L, -1);
+    lua_getfield(L, 1, "object_store_memory");
+    o.object_store_memory = lua_isnil(L, -1) ? luray_session_default_store_memory()
+                                             : (uint64_t)lua_tointeger(L, -1);
+    lua_getfield(L, 1, "resources_json");
+    o.resources_json = lua_tostring(L, -1);
+    o.node_id = 1;
+    o.host = "127.0.0.1";
+    o.ready_fd = -1;
+    pid_t pid;
+    char err[512];
+    if (luray_session_spawn_node(&o, false, &pid, err, sizeof(err))) {
+        luray_session_remove(dir);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushstring(L, dir);
+    lua_pushinteger(L, pid);
+    return 2;
+}
+
+static int l_find_session(lua_State *L)
+{
+    const char *addr = luaL_optstring(L, 1, NULL);
+    char dir[4096], err[512];
+    if (luray_session_find(addr, dir, sizeof(dir), err, sizeof(err))) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushstring(L, dir);
+    return 1;
+}
+
+/* core.reap(pid, timeout_s, session_dir): waits for an embedded node to exit, then cleans up. */
+static int l_reap(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    double timeout = luaL_optnumber(L, 2, 5);
+    const char *dir = luaL_optstring(L, 3, NULL);
+    int status;
+    struct timespec step = {0, 2000000};
+    double waited = 0;
+    bool termed = false;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (!termed && waited > timeout / 2) {
+            kill(pid, SIGTERM); /* the shutdown message did not get through */
+            termed = true;
+        }
+        if (waited > timeout) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        nanosleep(&step, NULL);
+        waited += 0.002;
+    }
+    if (dir)
+        luray_session_remove(dir);
+    return 0;
+}
+
+/* ---- cancellation of a running task (worker side) ---- */
+
+static lua_State *cancel_L;
+static volatile sig_atomic_t cancel_requested;
+
+static void cancel_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    cancel_requested = 0;
+    luaL_error(L, "TaskCancelledError: the task was cancelled");
+}
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    cancel_requested = 1;
+    if (cancel_L)
+        lua_sethook(cancel_L, cancel_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int l_enable_cancel(lua_State *L)
+{
+    cancel_L = L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigusr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    return 0;
+}
+
+static int l_context(lua_State *L)
+{
+    ctx_t *c = ctx_of(L);
+    if (!c->connected)
+        return 0;
+    char hex[16];
+    snprintf(hex, sizeof(hex), "%08x", c->cl.node_id);
+    lua_pushstring(L, hex);
+    lua_pushinteger(L, c->cl.proc_id);
+    return 2;
+}
+
+/* core.encode(value) -> blob string (for shipping functions and classes once) */
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    luray_ser_t s;
+    luray_ser_init(&s);
+    int rc = luray_ser_encode(L, 1, 1, "value", &s);
+    if (rc)
+        return raise_ser(L, &s, rc);
+    size_t size = luray_ser_blob_size(&s);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, size);
+    luray_ser_write(&s, p);
+    luaL_pushresultsize(&b, size);
+    luray_ser_close(&s);
+    return 1;
+}
+
+static void push_json(lua_State *L, const cJSON *j)
+{
+    luaL_checkstack(L, 4, "JSON too deep");
+    if (cJSON_IsObject(j)) {
+        lua_newtable(L);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, j)
+        {
+            push_json(L, it);
+            lua_setfield(L, -2, it->string);
+        }
+    } else if (cJSON_IsArray(j)) {
+        lua_newtable(L);
+        int i = 1;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, j)
+        {
+            push_json(L, it);
+            lua_rawseti(L, -2, i++);
+        }
+    } else if (cJSON_IsString(j)) {
+        lua_pushstring(L, j->valuestring);
+    } else if (cJSON_IsNumber(j)) {
+        double d = j->valuedouble;
+        if (d == (double)(lua_Integer)d && d > -9e15 && d < 9e15)
+            lua_pushinteger(L, (lua_Integer)d);
+        else
+            lua_pushnumber(L, d);
+    } else if (cJSON_IsBool(j)) {
+        lua_pushboolean(L, cJSON_IsTrue(j));
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+static int l_json_decode(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1);
+    cJSON *j = cJSON_Parse(s);
+    if (!j)
+        return luaL_error(L, "invalid JSON near '%.20s'", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    push_json(L, j);
+    cJSON_Delete(j);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"encode", l_encode},
+    {"json_decode", l_json_decode},
+    {"connect", l_connect},
+    {"disconnect", l_disconnect},
+    {"flush", l_flush},
+    {"template", l_template},
+    {"submit", l_submit},
+    {"put", l_put},
+    {"get", l_get},
+    {"wait", l_wait},
+    {"recv", l_recv},
+    {"done", l_done},
+    {"info", l_info},
+    {"lookup", l_lookup},
+    {"kill", l_kill},
+    {"cancel", l_cancel},
+    {"handle", l_handle},
+    {"handle_id", l_handle_id},
+    {"is_ref", l_is_ref},
+    {"is_handle", l_is_handle},
+    {"ref_task", l_ref_task},
+    {"hex", l_hex},
+    {"sleep", l_sleep},
+    {"now", l_now},
+    {"start_node", l_start_node},
+    {"find_session", l_find_session},
+    {"reap", l_reap},
+    {"shutdown_node", l_shutdown_node},
+    {"enable_cancel", l_enable_cancel},
+    {"context", l_context},
+    {NULL, NULL},
+};
+
+static int luaopen_luray_core(lua_State *L)
+{
+    luaL_newmetatable(L, REF_MT);
+    lua_pushcfunction(L, l_ref_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_ref_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_ref_eq);
+    lua_setfield(L, -2, "__eq");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_ref_hex);
+    lua_setfield(L, -2, "hex");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, HANDLE_MT);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, TEMPLATE_MT);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, PIN_MT);
+    lua_pushcfunction(L, l_pin_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luray_ser_register(L, &ref_serializer);
+    luray_ser_register(L, &handle_serializer);
+
+    lua_newtable(L);
+    int mod = lua_gettop(L);
+    ctx_t *c = lua_newuserdatauv(L, sizeof(*c), 0);
+    memset(c, 0, sizeof(*c));
+    if (luaL_newmetatable(L, CTX_MT)) {
+        lua_pushcfunction(L, l_ctx_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "luray.ctx");
+    luaL_setfuncs(L, core_funcs, 1);
+    lua_settop(L, mod);
+    luray_lua_tensor_open(L, mod);
+    luaL_getmetatable(L, HANDLE_MT);
+    lua_setfield(L, mod, "handle_mt");
+    luaL_getmetatable(L, REF_MT);
+    lua_setfield(L, mod, "ref_mt");
+    return 1;
+}
+
+/* ---- state setup ---- */
+
+static void exe_dir(char *out, size_t len)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(out, len, "%s", exe);
+}
+
+int luray_lua_setup(lua_State *L, const char *extra_path_dir, int config_idx, char *err,
+                    size_t errlen)
+{
+    if (config_idx)
+        config_idx = lua_absindex(L, config_idx);
+    luaL_openlibs(L);
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return LURAY_EIO;
+    }
+    char dir[4096];
+    exe_dir(dir, sizeof(dir));
+    lua_getglobal(L, "package");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (extra_path_dir && *extra_path_dir) {
+        luaL_addstring(&b, extra_path_dir);
+        luaL_addstring(&b, "/?.lua;");
+        luaL_addstring(&b, extra_path_dir);
+        luaL_addstring(&b, "/?/init.lua;");
+    }
+    const char *lualib = getenv("LURAY_LUALIB");
+    char lib[4200];
+    if (lualib)
+        snprintf(lib, sizeof(lib), "%s", lualib);
+    else
+        snprintf(lib, sizeof(lib), "%s/../share/luray/lua", dir);
+    luaL_addstring(&b, lib);
+    luaL_addstring(&b, "/?.lua;");
+    luaL_addstring(&b, lib);
+    luaL_addstring(&b, "/?/init.lua;");
+    lua_getfield(L, -2, "path");
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    lua_setfield(L, -2, "path");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_luray_core);
+    lua_setfield(L, -2, "luray.core");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "loaded");
+    if (config_idx)
+        lua_pushvalue(L, config_idx);
+    else
+        lua_newtable(L);
+    lua_setfield(L, -2, "luray.config");
+    lua_pop(L, 2);
+    luray_plugins_install_searcher(L);
+    luray_ser_set_resolver(L, luray_plugins_resolve_type);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "luray");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        snprintf(err, errlen, "cannot load the luray Lua library: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return LURAY_EIO;
+    }
+    lua_setglobal(L, "luray");
+    return 0;
+}

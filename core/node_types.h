@@ -1,0 +1,169 @@
+/* The node daemon's internal state: processes, tasks, objects, actors and pending gets. Shared
+ * by the node's source files only. */
+#ifndef LURAY_CORE_NODE_TYPES_H
+#define LURAY_CORE_NODE_TYPES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <lua.h>
+#include <uv.h>
+
+#include "ids.h"
+#include "node.h"
+#include "oidmap.h"
+#include "protocol.h"
+#include "store.h"
+#include "wire.h"
+
+#define NODE_MAX_RES 32
+#define NODE_INLINE_MAX (64 * 1024)
+
+typedef struct node node_t;
+typedef struct proc proc_t;
+typedef struct task task_t;
+typedef struct obj obj_t;
+typedef struct getreq getreq_t;
+typedef struct actor actor_t;
+
+enum { W_STARTING, W_IDLE, W_BUSY, W_ACTOR, W_DEAD };
+enum { T_WAITING, T_READY, T_RUNNING, T_DONE };
+enum { A_PENDING, A_ALIVE, A_RESTARTING, A_DEAD };
+
+typedef struct {
+    bool is_task;
+    void *p;
+} waiter_t;
+
+struct obj {
+    luray_oid_t id;
+    uint8_t state; /* LURAY_OBJ_* */
+    uint8_t loc;   /* LURAY_LOC_* */
+    bool in_store;
+    int64_t refs;
+    uint8_t *data; /* inline blob (value or error) */
+    uint32_t len;
+    uint64_t size; /* store size */
+    luray_oid_t *contained;
+    uint32_t n_contained;
+    waiter_t *waiters;
+    uint32_t n_waiters, cap_waiters;
+};
+
+typedef struct task_list {
+    task_t *head, *tail;
+    size_t len;
+} task_list_t;
+
+struct task {
+    luray_task_spec_t spec; /* points into raw */
+    uint8_t *raw;
+    size_t raw_len;
+    int state;
+    uint32_t deps_left;
+    proc_t *worker;
+    actor_t *actor;
+    int64_t req[NODE_MAX_RES];
+    bool unschedulable;
+    uint32_t retries_left;
+    bool cancelled;
+    task_t *next, *prev;
+    task_list_t *list;
+};
+
+struct proc {
+    node_t *node;
+    uint32_t id;
+    int kind;
+    pid_t pid;
+    int sock; /* push socket to the process's inbox, -1 until HELLO */
+    luray_frame_t out;
+    bool dirty;
+    proc_t *dirty_next;
+    uv_poll_t send_poll;
+    bool send_poll_on;
+    int wstate;
+    uv_process_t uvp;
+    bool spawned;
+    task_t *task; /* running normal task */
+    bool blocked;
+    int64_t held[NODE_MAX_RES];
+    actor_t *actor;
+    luray_oidmap_t refs;  /* id -> (intptr_t) count held by this process */
+    luray_oidmap_t pins;  /* id -> (intptr_t) pins held */
+    luray_oidmap_t funcs; /* function hashes this worker has */
+    proc_t *idle_next;
+    bool gone;
+    uint32_t tasks_done;
+};
+
+struct actor {
+    luray_actor_id_t id;
+    task_t *create; /* kept for restarts */
+    proc_t *worker;
+    int state;
+    char *key; /* namespace/name, or NULL */
+    bool detached;
+    uint32_t owner;
+    int restarts_left;
+    task_list_t queue;    /* calls waiting for the actor to be alive */
+    task_list_t inflight; /* calls sent to the worker */
+    char *death;
+    int64_t held[NODE_MAX_RES];
+};
+
+struct getreq {
+    proc_t *proc;
+    uint64_t req;
+    uint32_t n;
+    luray_oid_t *ids;
+    uint32_t need;
+    uint32_t have;
+    bool wait_mode;
+    bool done;
+    bool has_timer;
+    int refs; /* waiter registrations + the timer */
+    uv_timer_t timer;
+};
+
+struct node {
+    const luray_node_opts_t *opts;
+    uv_loop_t *loop;
+    int inbox;
+    uv_poll_t inbox_poll;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t liveness;
+    luray_store_t *store;
+    char shm_name[128];
+    lua_State *L; /* only for building error values */
+
+    proc_t **procs;
+    uint32_t n_procs, cap_procs;
+    proc_t *idle;
+    proc_t *dirty;
+    uint32_t n_starting;
+    uint32_t n_pool; /* live non-actor workers */
+
+    int n_res;
+    char *res_names[NODE_MAX_RES];
+    int64_t total[NODE_MAX_RES];
+    int64_t avail[NODE_MAX_RES];
+
+    luray_oidmap_t objs;
+    luray_oidmap_t tasks;
+    luray_oidmap_t actors;
+    luray_oidmap_t funcs; /* hash -> blob record */
+    task_list_t ready;
+    luray_oidmap_t names; /* not used: names live in a small list */
+    actor_t **named;
+    uint32_t n_named, cap_named;
+
+    bool stopping;
+    uv_timer_t stop_timer;
+    uint64_t dropped_frames;
+    uint64_t tasks_finished;
+    uint64_t tasks_submitted;
+};
+
+#endif

@@ -1,0 +1,103 @@
+/* The messages between drivers, workers and their node: types, and encoders/parsers for the ones
+ * with structure. Parsers read untrusted bytes: they check every length and return LURAY_EPROTO,
+ * leaving pointers into the message body (valid while the frame is). */
+#ifndef LURAY_CORE_PROTOCOL_H
+#define LURAY_CORE_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "ids.h"
+
+enum {
+    LURAY_MSG_HELLO = 1,  /* client -> node: kind, pid, inbox address, worker token */
+    LURAY_MSG_WELCOME,    /* node -> client: node id, proc id, store, session */
+    LURAY_MSG_SUBMIT,     /* client -> node: a task spec */
+    LURAY_MSG_EXEC,       /* node -> worker: a task spec and its resolved dependencies */
+    LURAY_MSG_DONE,       /* worker -> node: a task's results */
+    LURAY_MSG_PUT,        /* client -> node: an object, inline */
+    LURAY_MSG_CREATE,     /* client -> node: reserve store space for a large object */
+    LURAY_MSG_CREATED,    /* node -> client: where to write it */
+    LURAY_MSG_SEAL,       /* client -> node: the large object is written */
+    LURAY_MSG_GET,        /* client -> node: ask for objects (get) or readiness (wait) */
+    LURAY_MSG_READY,      /* node -> client: answer to GET */
+    LURAY_MSG_REFS,       /* client -> node: reference count deltas */
+    LURAY_MSG_UNPIN,      /* client -> node: views of store objects released */
+    LURAY_MSG_LOOKUP,     /* client -> node: named actor lookup */
+    LURAY_MSG_KILL,       /* client -> node: kill an actor */
+    LURAY_MSG_CANCEL,     /* client -> node: cancel a task */
+    LURAY_MSG_INFO,       /* client -> node: cluster state query; node -> client: JSON answer */
+    LURAY_MSG_BYE,        /* client -> node: the client is leaving */
+    LURAY_MSG_SHUTDOWN,   /* client -> node: stop the node */
+    LURAY_MSG_EXIT,       /* node -> worker: exit now */
+    LURAY_MSG_RETURN,     /* worker -> node: tasks handed back unstarted */
+    LURAY_MSG_REPLY,      /* node -> client: generic answer (req id, status, JSON or bytes) */
+    LURAY_MSG_PG,         /* client -> node: placement group create/remove */
+    LURAY_MSG_TYPE_MAX
+};
+
+enum { LURAY_PROC_DRIVER = 1, LURAY_PROC_WORKER = 2 };
+enum { LURAY_TASK_NORMAL = 0, LURAY_TASK_ACTOR_CREATE = 1, LURAY_TASK_ACTOR_CALL = 2 };
+enum { LURAY_OBJ_PENDING = 0, LURAY_OBJ_READY = 1, LURAY_OBJ_ERROR = 2, LURAY_OBJ_MISSING = 3 };
+enum { LURAY_LOC_INLINE = 0, LURAY_LOC_SHM = 1 };
+enum { LURAY_DONE_OK = 0, LURAY_DONE_ERROR = 1, LURAY_DONE_RETRYABLE = 2 };
+
+/* Resource amounts are fixed point: 1 CPU = 10000 units, so fractions down to 0.0001 work. */
+#define LURAY_RES_UNIT 10000
+#define LURAY_RES_MAX 16
+
+typedef struct {
+    const char *name; /* not NUL-terminated on the wire: name_len */
+    uint32_t name_len;
+    int64_t amount;
+} luray_res_t;
+
+typedef struct {
+    luray_task_id_t task_id;
+    uint8_t kind;
+    luray_actor_id_t actor_id;
+    uint8_t func_hash[16];
+    const uint8_t *func_blob; /* NULL when the receiver already has it */
+    uint32_t func_blob_len;
+    const char *method; /* actor call: method name; else the function's name */
+    uint32_t method_len;
+    const uint8_t *args; /* argument blob */
+    uint32_t args_len;
+    uint32_t n_deps;
+    const uint8_t *deps; /* n_deps x 16-byte ids: top-level ObjectRef arguments */
+    uint32_t n_contained;
+    const uint8_t *contained; /* n x 16-byte ids: refs anywhere in args */
+    uint16_t num_returns;
+    uint8_t max_retries;
+    uint8_t retry_exceptions;
+    uint32_t n_res;
+    luray_res_t res[LURAY_RES_MAX];
+    uint32_t attempt;
+    /* scheduling */
+    uint8_t strategy; /* 0 default, 1 spread, 2 node affinity, 3 placement group */
+    uint32_t target_node;
+    uint8_t soft;
+    luray_oid_t pg_id;
+    int32_t bundle_index;
+    /* actor creation */
+    const char *actor_name;
+    uint32_t actor_name_len;
+    const char *ns;
+    uint32_t ns_len;
+    uint8_t detached;
+    uint8_t get_if_exists;
+    int32_t max_restarts;
+    int32_t max_task_retries;
+    uint32_t max_concurrency;
+    uint32_t caller; /* proc id of the submitter (set by the node) */
+} luray_task_spec_t;
+
+void luray_proto_put_id(luray_buf_t *b, luray_oid_t id);
+luray_oid_t luray_proto_rd_id(luray_rd_t *r);
+luray_oid_t luray_proto_id_at(const uint8_t *p); /* 16 raw bytes */
+
+void luray_proto_put_task(luray_buf_t *b, const luray_task_spec_t *t);
+int luray_proto_parse_task(luray_rd_t *r, luray_task_spec_t *t);
+
+#endif

@@ -1,0 +1,169 @@
+-- The worker process's loop: receive tasks from the node, run them, send their results.
+-- Actor calls run in order; with max_concurrency > 1 they run as coroutines, and a call blocked
+-- in luray.get, luray.wait or luray.sleep lets the others run.
+local core = require("luray.core")
+local luray = require("luray")
+
+local M = {}
+
+local NORMAL, CREATE, CALL = 0, 1, 2
+
+local actor = { self = nil, class = nil, concurrency = 1 }
+
+local function error_value(t, err, tb)
+    if luray.is_error(err) then return err end
+    if type(err) == "table" and type(err.type) == "string" and err.message then return err end
+    local msg = type(err) == "string" and err or tostring(err)
+    local etype = "TaskError"
+    if type(err) == "string" and err:find("TaskCancelledError", 1, true) then etype = "TaskCancelledError" end
+    local ctx = luray.get_runtime_context()
+    return {
+        type = etype,
+        message = msg,
+        traceback = tb or "",
+        task = t.name,
+        node_id = ctx.node_id,
+        cause = type(err) ~= "string" and err or nil,
+    }
+end
+
+local function handler(err)
+    local tb = debug.traceback("", 2)
+    return { err = err, tb = tb }
+end
+
+-- Replaces top-level ObjectRef arguments by their values; returns an error value if one failed.
+local function resolve_args(args)
+    for i = 1, args.n do
+        local a = args[i]
+        if core.is_ref(a) then
+            local ok, v = pcall(luray.get, a)
+            if not ok then return v end
+            args[i] = v
+        end
+    end
+end
+
+local function finish(t, ok, ...)
+    if ok then
+        local err = core.done(t.id, 0, t.num_returns, ...)
+        if err then
+            core.done(t.id, 1, t.num_returns, error_value(t, luray._error("SerializationError", err)))
+        end
+    else
+        local e = ...
+        local value = error_value(t, e.err, e.tb)
+        local status = 1
+        if t.retry_exceptions and t.kind == NORMAL then status = 2 end
+        local serr = core.done(t.id, status, t.num_returns, value)
+        if serr then
+            core.done(t.id, status, t.num_returns,
+                { type = value.type, message = tostring(value.message), traceback = value.traceback, task = t.name })
+        end
+    end
+end
+
+local function run(t, fn, self)
+    luray._set_current(t.id)
+    local args = t.args
+    local derr = resolve_args(args)
+    if derr then
+        core.done(t.id, 1, t.num_returns, derr)
+        return
+    end
+    if self then
+        finish(t, xpcall(fn, handler, self, table.unpack(args, 1, args.n)))
+    else
+        finish(t, xpcall(fn, handler, table.unpack(args, 1, args.n)))
+    end
+end
+
+local function create_actor(t)
+    local class = t.fn
+    actor.class = class
+    actor.self = setmetatable({}, { __index = class })
+    actor.concurrency = t.max_concurrency or 1
+    luray._set_current(t.id, t.id, actor.concurrency > 1)
+    local args = t.args
+    local derr = resolve_args(args)
+    if derr then
+        core.done(t.id, 1, t.num_returns, derr)
+        return
+    end
+    if class.init then
+        local ok, e = xpcall(class.init, handler, actor.self, table.unpack(args, 1, args.n))
+        if not ok then
+            core.done(t.id, 1, t.num_returns, error_value(t, e.err, e.tb))
+            return
+        end
+    end
+    core.done(t.id, 0, t.num_returns)
+end
+
+local function method_of(t)
+    local fn = actor.class and actor.class[t.name]
+    if type(fn) ~= "function" then
+        core.done(t.id, 1, t.num_returns, { type = "TaskError", task = t.name, traceback = "",
+            message = "actor has no method '" .. tostring(t.name) .. "'" })
+        return nil
+    end
+    return fn
+end
+
+local function serial_loop()
+    while true do
+        local kind, t = core.recv()
+        if kind == "exit" then return end
+        if kind == "exec" then
+            if t.kind == NORMAL then
+                run(t, t.fn)
+            elseif t.kind == CREATE then
+                create_actor(t)
+                if actor.concurrency > 1 then return "concurrent" end
+            else
+                local fn = method_of(t)
+                if fn then run(t, fn, actor.self) end
+            end
+            luray._set_current(nil)
+        end
+    end
+end
+
+local function concurrent_loop()
+    local running, queued = {}, {}
+    local function start(t)
+        local fn = method_of(t)
+        if not fn then return end
+        local co = coroutine.create(function() run(t, fn, actor.self) end)
+        running[#running + 1] = co
+    end
+    while true do
+        local kind, t = core.recv(#running > 0 and 0.001 or nil)
+        if kind == "exit" then return end
+        if kind == "exec" then
+            if #running < actor.concurrency then start(t) else queued[#queued + 1] = t end
+        end
+        local i = 1
+        while i <= #running do
+            local co = running[i]
+            local ok, err = coroutine.resume(co)
+            if not ok then io.stderr:write("luray worker: ", tostring(err), "\n") end
+            if coroutine.status(co) == "dead" then
+                table.remove(running, i)
+                if #queued > 0 then start(table.remove(queued, 1)) end
+            else
+                i = i + 1
+            end
+        end
+    end
+end
+
+function M.main()
+    luray._connect_worker()
+    core.enable_cancel()
+    if serial_loop() == "concurrent" then concurrent_loop() end
+    core.flush()
+    core.disconnect()
+end
+
+return M

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# `make bench`: luray's core benchmarks (shared/BENCH.md, Core and ours) on an embedded one-node
+# cluster. Prints one JSON line per figure on stdout; progress and failures go to stderr.
+# Env: LURAY_BUILD (build dir, default build), LURAY_BENCH_NUM_CPUS (default 2),
+# LURAY_BENCH_SCALE (work multiplier, default 1), LURAY_BENCH_RUNS (timed runs, default 3),
+# LURAY_BENCH_TIMEOUT (seconds per group, default 300).
+set -u -o pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${LURAY_BUILD:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
+bin=$build/bin/luray
+cpus=${LURAY_BENCH_NUM_CPUS:-2}
+store=${LURAY_BENCH_STORE_BYTES:-4000000000}
+limit=${LURAY_BENCH_TIMEOUT:-300}
+failed=()
+
+log() { echo "[bench] $*" >&2; }
+
+if [ ! -x "$bin" ]; then
+    echo "luray bench: $bin not found; run 'make' first" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Passes JSON lines to stdout and anything else a script printed to stderr.
+json_only() {
+    while IFS= read -r line; do
+        case $line in
+        "{"*) printf '%s\n' "$line" ;;
+        *) printf '%s\n' "$line" >&2 ;;
+        esac
+    done
+}
+
+luray_run() {
+    timeout -k 10 "$limit" "$bin" run --num-cpus "$cpus" --object-store-memory "$store" "$@"
+}
+
+run_group() {
+    local name=$1
+    log "== $name"
+    if ! luray_run "$here/$name.lua" | json_only; then
+        log "$name FAILED (exit status ${PIPESTATUS[0]})"
+        failed+=("$name")
+    fi
+}
+
+# memcpy_gigabytes: the machine's plain copy bandwidth, to read put_gigabytes against.
+log "== memcpy_gigabytes (C memcpy of 800 MB, cc -O2)"
+if cc -std=c11 -D_GNU_SOURCE -O2 -o "$tmp/memcpy_bw" "$here/lib/memcpy_bw.c" 2>&2; then
+    "$tmp/memcpy_bw" || failed+=(memcpy_gigabytes)
+else
+    log "memcpy_gigabytes: cannot compile lib/memcpy_bw.c"
+    failed+=(memcpy_gigabytes)
+fi
+
+# cold_run_seconds: wall time of `luray run` of a one-task script, cluster up and down;
+# one warm-up (page cache), then the median of 5.
+log "== cold_run_seconds"
+cold_runs=()
+cold_ok=1
+for i in 0 1 2 3 4 5; do
+    t0=$(date +%s%N)
+    if ! luray_run "$here/cold_run.lua" >&2; then
+        cold_ok=0
+        break
+    fi
+    t1=$(date +%s%N)
+    [ "$i" -gt 0 ] && cold_runs+=("$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.4f", d / 1e9 }')")
+done
+if [ "$cold_ok" = 1 ]; then
+    med=$(printf '%s\n' "${cold_runs[@]}" | sort -g | sed -n 3p)
+    runs=$(IFS=,; echo "${cold_runs[*]}" | sed 's/,/, /g')
+    log "cold_run_seconds: $med s"
+    echo "{\"name\": \"cold_run_seconds\", \"value\": $med, \"unit\": \"s\", \"runs\": [$runs], \"system\": \"luray\"}"
+else
+    log "cold_run_seconds FAILED"
+    failed+=(cold_run_seconds)
+fi
+
+run_group idle_rss
+run_group core_tasks
+run_group core_actors
+run_group core_objects
+
+log "placement_group_create_removal: skipped (placement groups are not in this build)"
+
+if [ ${#failed[@]} -gt 0 ]; then
+    log "FAILED: ${failed[*]}"
+    exit 1
+fi
+log "done"
+exit 0

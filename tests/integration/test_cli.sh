@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The `luray` command line end to end (TAP): --version/--help, run's errors and `arg`, --config,
+# and a real head node through start, status, run --address and stop, in a private LURAY_TMPDIR.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+LURAY_BIN=${LURAY_BIN:-build/bin/luray}
+case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
+export LURAY_HISTORY=/dev/null
+unset LURAY_ADDRESS
+
+LURAY_TMPDIR=$(mktemp -d /tmp/luray-cli.XXXXXX) || exit 1
+export LURAY_TMPDIR
+work=$LURAY_TMPDIR/work
+mkdir -p "$work"
+
+# Stops whatever the test started, even when it fails half-way, and removes its files.
+cleanup() {
+    "$LURAY_BIN" stop >/dev/null 2>&1
+    local p
+    for p in $(node_pids); do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$LURAY_TMPDIR"
+}
+trap cleanup EXIT
+
+n=0
+failures=0
+ok() {
+    n=$((n + 1))
+    echo "ok $n - $1"
+}
+not_ok() {
+    n=$((n + 1))
+    failures=$((failures + 1))
+    echo "not ok $n - $1"
+    shift
+    local line
+    for line in "$@"; do echo "# $line"; done
+}
+# check NAME COMMAND...: passes when COMMAND succeeds; shows the last output on failure.
+check() {
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else not_ok "$name" "stdout: $(head -c 600 "$out")" \
+        "stderr: $(head -c 600 "$err")"; fi
+}
+out=$work/out
+err=$work/err
+# L CMD...: runs luray, keeping its exit status in $rc and output in $out/$err.
+L() {
+    timeout -k 5 60 "$LURAY_BIN" "$@" >"$out" 2>"$err" </dev/null
+    rc=$?
+}
+
+# The live processes of a node of ours (by their session), ignoring zombies awaiting their reaper.
+node_pids() {
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(cut -d' ' -f3 "$p/stat" 2>/dev/null)" = Z ] && continue
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "_node --session $LURAY_TMPDIR/" &&
+            echo "${p#/proc/}"
+    done
+}
+# Processes of the worker kind whose session is ours.
+worker_pids() {
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(cut -d' ' -f3 "$p/stat" 2>/dev/null)" = Z ] && continue
+        tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -q "^LURAY_SESSION=$LURAY_TMPDIR/" &&
+            echo "${p#/proc/}"
+    done
+}
+
+echo "1..24"
+
+L --version
+check "--version prints the version" [ "$rc" = 0 -a "$(cat "$out")" = "luray 0.1.0" ]
+
+L --help
+check "--help lists the commands" bash -c "[ $rc = 0 ] && grep -q 'run SCRIPT' '$out' &&
+    grep -q 'start --head' '$out' && grep -q 'status' '$out' && grep -q 'stop' '$out' &&
+    grep -q 'plugins' '$out' && ! grep -q 'job' '$out'"
+
+L run --help
+check "run --help shows run's options" bash -c "[ $rc = 0 ] && grep -q -- '--num-cpus' '$out' &&
+    grep -q -- '--working-dir' '$out' && grep -q -- '--config' '$out'"
+
+L frobnicate
+check "an unknown command is named, with a pointer to --help" bash -c "[ $rc -ne 0 ] &&
+    grep -q \"unknown command 'frobnicate'\" '$err' && grep -q -- '--help' '$err'"
+
+L run "$work/missing.lua"
+check "run of a missing script: exit 1 and one clear line" bash -c "[ $rc = 1 ] &&
+    grep -q 'luray run: cannot open $work/missing.lua: No such file or directory' '$err' &&
+    [ \$(grep -c . '$err') = 1 ]"
+
+L run
+check "run without a script is a usage error (exit 2)" bash -c "[ $rc = 2 ] &&
+    grep -q 'no SCRIPT' '$err'"
+
+printf 'local x = 1\nlocal y = = 2\n' >"$work/syntax.lua"
+L run "$work/syntax.lua"
+check "a syntax error: exit 1 with file:line" bash -c "[ $rc = 1 ] &&
+    grep -q 'syntax.lua:2:' '$err'"
+
+printf 'local function inner()\n  error("boom from inner")\nend\ninner()\n' >"$work/raise.lua"
+L run "$work/raise.lua"
+check "a script that raises: exit 1 with a traceback" bash -c "[ $rc = 1 ] &&
+    grep -q 'raise.lua:2: boom from inner' '$err' && grep -q 'stack traceback' '$err' &&
+    grep -q 'inner' '$err'"
+
+cat >"$work/args.lua" <<'EOF'
+local a, b, c = ...
+print(#arg, arg[0], arg[1], arg[2], arg[3], a, b, c, arg[-1])
+EOF
+L run "$work/args.lua" one "two words" --three
+want=$(printf '3\t%s\tone\ttwo words\t--three\tone\ttwo words\t--three\trun' "$work/args.lua")
+check "arg and ... hold the script's arguments, as in lua" [ "$rc" = 0 -a "$(cat "$out")" = "$want" ]
+
+printf '{"num_cpus": 2,\n  "address": oops}\n' >"$work/bad.json"
+L run --config "$work/bad.json" "$work/args.lua"
+check "a bad --config names the file and the position" bash -c "[ $rc = 1 ] &&
+    grep -q '$work/bad.json' '$err' && grep -q 'line 2' '$err' &&
+    [ \$(grep -c . '$err') = 1 ]"
+
+printf '{"address": "127.0.0.1:1"}\n' >"$work/cfg.json"
+cat >"$work/cfg.lua" <<'EOF'
+local cfg = require("luray.config")
+print(cfg.address, cfg.num_cpus, math.type(cfg.object_store_memory), cfg.script ~= nil)
+EOF
+L run --config "$work/cfg.json" --num-cpus 3 --object-store-memory 64MB "$work/cfg.lua"
+check "--config gives defaults that flags override" bash -c "[ $rc = 0 ] &&
+    [ \"\$(cat '$out')\" = \"$(printf '127.0.0.1:1\t3\tinteger\ttrue')\" ]"
+
+# A head node on a random free port.
+port=
+for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        port=$p
+        break
+    fi
+done
+port=${port:-23456}
+
+L start --head --port "$port" --num-cpus 3 --object-store-memory 128MB
+check "start --head prints the address to join" bash -c "[ $rc = 0 ] &&
+    grep -q 'luray run --address 127.0.0.1:$port' '$out' && grep -q 'LURAY_ADDRESS=' '$out'"
+check "the node runs" [ -n "$(node_pids)" ]
+
+L start --head --port "$((port + 1))"
+check "a second start --head refuses while one runs" bash -c "[ $rc = 1 ] &&
+    grep -q 'already running at 127.0.0.1:$port' '$err' && grep -q 'luray stop' '$err' &&
+    [ \$(grep -c . '$err') = 1 ]"
+
+L status
+check "status shows the node and its resources" bash -c "[ $rc = 0 ] &&
+    grep -q '1 alive' '$out' && grep -q 'CPU' '$out' && grep -q 'object store' '$out'"
+
+L status --json
+check "status --json: nodes[0].alive and resources.CPU" lua5.4 -e "
+    local f = assert(io.open('$out')); local t = f:read('a'); f:close()
+    assert(t:find('\"nodes\"%s*:%s*%[%s*{'), 'no nodes array')
+    assert(t:find('\"alive\"%s*:%s*true'), 'node not alive')
+    local res = assert(t:match('\"resources\"%s*:%s*(%b{})'), 'no resources')
+    assert(res:match('\"CPU\"%s*:%s*([%d.]+)') == '3', 'CPU is not 3')" 2>>"$err"
+
+# Python's json is stricter than a pattern: use it when it is there.
+if command -v python3 >/dev/null 2>&1; then
+    check "status --json is valid JSON with the cluster's state" python3 -c "
+import json, sys
+s = json.load(open('$out'))
+assert s['nodes'][0]['alive'] is True
+assert s['resources']['CPU'] == 3, s['resources']
+assert 'available' in s
+" 2>>"$err"
+else
+    ok "status --json is valid JSON with the cluster's state # SKIP no python3"
+fi
+
+echo 'print(luray.cluster_resources().CPU)' >"$work/cpus.lua"
+L run --address "127.0.0.1:$port" "$work/cpus.lua"
+check "run --address joins the cluster" bash -c "[ $rc = 0 ] && [ \"\$(cat '$out')\" = 3 ]"
+
+L run --address "127.0.0.1:$((port + 1))" "$work/cpus.lua"
+check "run --address of a port with no cluster fails clearly" bash -c "[ $rc = 1 ] &&
+    grep -q 'no luray cluster at 127.0.0.1:$((port + 1))' '$err'"
+
+L stop
+check "stop stops the node" bash -c "[ $rc = 0 ] && grep -q 'stopped 1 node' '$out'"
+sleep 0.2
+left=$(node_pids; worker_pids)
+check "no node or worker of ours is left" [ -z "$left" ]
+shm_left=$(for f in /dev/shm/luray-*; do [ -e "$f" ] && echo "$f"; done)
+# Only segments of processes that are gone count (another test run may own live ones).
+dead_shm=
+for f in $shm_left; do
+    pid=${f#/dev/shm/luray-}
+    pid=${pid%%-*}
+    kill -0 "$pid" 2>/dev/null || dead_shm="$dead_shm $f"
+done
+check "no /dev/shm segment of a dead luray process is left" [ -z "$dead_shm" ]
+check "the session files are gone" bash -c "[ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$')\" ]"
+
+L status
+check "status after stop fails with a clear message" bash -c "[ $rc = 1 ] &&
+    grep -q 'no luray cluster is running' '$err' && grep -q \"luray start --head\" '$err' &&
+    [ \$(grep -c . '$err') = 1 ]"
+
+[ "$failures" -eq 0 ]
