@@ -1358,7 +1358,18 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
+static int l_register_metatable(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "__name");
+    if (!lua_isstring(L, -1))
+        return luaL_argerror(L, 1, "metatable needs a __name");
+    luray_ser_register_metatable(L, 1);
+    return 0;
+}
+
 static const luaL_Reg core_funcs[] = {
+    {"register_metatable", l_register_metatable},
     {"encode", l_encode},
     {"json_decode", l_json_decode},
     {"connect", l_connect},

@@ -31,6 +31,7 @@ enum {
     TAG_CFUNC,   /* str module, str key: require(module)[key] */
     TAG_GLOBALS, /* the decoding state's globals table */
     TAG_UPREF,   /* only as an upvalue: varint function offset, varint index: share that one */
+    TAG_META,    /* str metatable name, then a table: a table whose metatable travels by name */
 };
 #define TAG_SHARED 0x80u
 
@@ -685,6 +686,22 @@ static int enc_value(enc_t *e, int idx)
         return 0;
     }
     case LUA_TTABLE:
+        if (lua_getmetatable(L, idx)) {
+            lua_getfield(L, -1, "__name");
+            const char *name = lua_tostring(L, -1);
+            bool travels = false;
+            if (name && lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES) == LUA_TTABLE) {
+                lua_getfield(L, -1, name);
+                travels = lua_rawequal(L, -1, -4);
+                lua_pop(L, 1);
+            }
+            if (travels) {
+                put_u8(b, TAG_META);
+                put_varint(b, strlen(name));
+                luray_buf_put(b, name, strlen(name));
+            }
+            lua_pop(L, 3);
+        }
         return enc_table(e, idx);
     case LUA_TFUNCTION:
         return lua_iscfunction(L, idx) ? enc_cfunc(e, idx) : enc_lfunc(e, idx);
@@ -1239,6 +1256,32 @@ static int dec_value(dec_t *d)
     }
     case TAG_TABLE:
         return dec_table(d, at, shared);
+    case TAG_META: {
+        size_t n;
+        const char *name = luray_rd_str(&d->rd, &n);
+        if (d->rd.err || n == 0 || n > 200 || luray_rd_left(&d->rd) == 0 ||
+            ((*d->rd.p & (uint8_t)~TAG_SHARED) != TAG_TABLE && *d->rd.p != TAG_REF))
+            return dec_corrupt(d, "bad metatable name");
+        int rc = dec_value(d);
+        if (rc)
+            return rc;
+        if (!lua_istable(L, -1))
+            return dec_corrupt(d, "metatable on a non-table");
+        lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES);
+        if (lua_istable(L, -1)) {
+            lua_pushlstring(L, name, n);
+            lua_rawget(L, -2);
+            if (lua_istable(L, -1)) {
+                lua_setmetatable(L, -3);
+                lua_pop(L, 1);
+                return 0;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        return dec_fail(d, LURAY_ESERIALIZE, "no metatable named \"%.*s\" in this process",
+                        (int)n, name);
+    }
     case TAG_FUNC:
         return dec_func(d, at, shared);
     case TAG_EXT:
@@ -1560,4 +1603,19 @@ __attribute__((weak)) const luray_host_api_t *luray_host_api(void)
         .ser_push_keeper = luray_ser_reader_push_keeper,
     };
     return &api;
+}
+
+void luray_ser_register_metatable(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES);
+    }
+    lua_getfield(L, idx, "__name");
+    lua_pushvalue(L, idx);
+    lua_settable(L, -3);
+    lua_pop(L, 1);
 }

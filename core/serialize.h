@@ -72,6 +72,12 @@ void luray_ser_set_resolver(lua_State *L, luray_ser_resolver_fn fn);
  * bytecode is only safe from authenticated peers; fuzzing and untrusted input turn it off. */
 void luray_ser_set_allow_bytecode(lua_State *L, int allow);
 
+/* Lets plain tables with the metatable at idx travel: the metatable's __name is written and the
+ * decoder sets the metatable registered under that name in its own process (luray.lua registers
+ * its RemoteFunction and ActorClass types this way, in every driver and worker). */
+#define LURAY_SER_METATABLES "luray.ser.metatables"
+void luray_ser_register_metatable(lua_State *L, int idx);
+
 /* The host API's serialization helpers (plugin.h), implemented here. */
 int luray_ser_writer_write(luray_ser_writer_t *w, const void *bytes, size_t len);
 int luray_ser_writer_buffer(luray_ser_writer_t *w, const void *data, size_t len);

@@ -231,8 +231,10 @@ local function make_remote(fn, opts)
     return setmetatable({ fn = fn, opts = opts }, RemoteFunction)
 end
 
+local templates = setmetatable({}, { __mode = "k" })
+
 function RemoteFunction:_template()
-    local t = self.tmpl
+    local t = templates[self]
     if t then return t end
     local o = self.opts
     local strategy, node, soft = parse_strategy(o.scheduling_strategy, "remote")
@@ -246,13 +248,13 @@ function RemoteFunction:_template()
         resources = resources_of(o, 1, "remote"),
         strategy = strategy, target_node = node, soft = soft,
     }
-    self.tmpl = t
+    templates[self] = t
     return t
 end
 
 function RemoteFunction:remote(...)
     ensure()
-    return core.submit(self.tmpl or self:_template(), ...)
+    return core.submit(templates[self] or self:_template(), ...)
 end
 
 function RemoteFunction:options(o)
@@ -262,6 +264,7 @@ end
 RemoteFunction.__call = function()
     error("remote functions cannot be called directly; use f:remote(...)", 2)
 end
+core.register_metatable(RemoteFunction)
 
 function M.remote(a, b)
     if type(a) == "function" then return make_remote(a, {}) end
@@ -395,6 +398,8 @@ function M.actor(a, b)
     return make_actor_class(b, a)
 end
 
+core.register_metatable(ActorClass)
+
 function ActorClass:options(o) return make_actor_class(self.class, merge(self.opts, o)) end
 
 function ActorClass:remote(...)
@@ -437,6 +442,8 @@ end
 
 local Method = {}
 Method.__index = Method
+Method.__name = "luray.ActorMethod"
+core.register_metatable(Method)
 local call_templates = {}
 
 function Method:remote(...)
