@@ -328,8 +328,10 @@ static void on_shutdown(node_t *n, proc_t *p)
 
 static void json_resources(node_t *n, cJSON *obj, const int64_t *v)
 {
+    /* memory and object_store_memory (indexes 2 and 3) are counted in bytes, the rest in units */
     for (int i = 0; i < n->n_res; i++)
-        cJSON_AddNumberToObject(obj, n->res_names[i], (double)v[i] / LURAY_RES_UNIT);
+        cJSON_AddNumberToObject(obj, n->res_names[i],
+                                i == 2 || i == 3 ? (double)v[i] : (double)v[i] / LURAY_RES_UNIT);
 }
 
 static char *info_json(node_t *n)
