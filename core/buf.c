@@ -175,6 +175,8 @@ uint64_t luray_rd_varint(luray_rd_t *r)
         uint8_t c = luray_rd_u8(r);
         if (r->err)
             return 0;
+        if (shift == 63 && c > 1) /* the tenth byte holds only bit 63; more would be lost */
+            break;
         v |= (uint64_t)(c & 0x7f) << shift;
         if (!(c & 0x80))
             return v;

@@ -690,17 +690,20 @@ static int enc_value(enc_t *e, int idx)
             lua_getfield(L, -1, "__name");
             const char *name = lua_tostring(L, -1);
             bool travels = false;
-            if (name && lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES) == LUA_TTABLE) {
-                lua_getfield(L, -1, name);
-                travels = lua_rawequal(L, -1, -4);
+            if (name) {
+                if (lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES) == LUA_TTABLE) {
+                    lua_getfield(L, -1, name);
+                    travels = lua_rawequal(L, -1, -4);
+                    lua_pop(L, 1);
+                }
+                if (travels) {
+                    put_u8(b, TAG_META);
+                    put_varint(b, strlen(name));
+                    luray_buf_put(b, name, strlen(name));
+                }
                 lua_pop(L, 1);
             }
-            if (travels) {
-                put_u8(b, TAG_META);
-                put_varint(b, strlen(name));
-                luray_buf_put(b, name, strlen(name));
-            }
-            lua_pop(L, 3);
+            lua_pop(L, 2);
         }
         return enc_table(e, idx);
     case LUA_TFUNCTION:
@@ -1573,37 +1576,6 @@ void luray_host_api_fill_ser(luray_host_api_t *api)
     api->ser_push_keeper = luray_ser_reader_push_keeper;
 }
 
-static void default_log(int level, const char *plugin, const char *fmt, ...)
-{
-    static const char *const names[] = {"error", "warning", "info", "debug"};
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "luray %s [%s]: ", level >= 0 && level <= 3 ? names[level] : "log",
-            plugin ? plugin : "core");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* Enough of the host API for serialization alone (unit tests, tools); core/host_api.c gives the
- * full table with a strong definition that replaces this one at link time. */
-__attribute__((weak)) const luray_host_api_t *luray_host_api(void)
-{
-    static const luray_host_api_t api = {
-        .abi = LURAY_PLUGIN_ABI,
-        .size = sizeof(luray_host_api_t),
-        .log = default_log,
-        .strerror = luray_strerror,
-        .register_serializer = luray_ser_register,
-        .ser_write = luray_ser_writer_write,
-        .ser_write_buffer = luray_ser_writer_buffer,
-        .ser_header = luray_ser_reader_header,
-        .ser_buffer_count = luray_ser_reader_buffer_count,
-        .ser_buffer = luray_ser_reader_buffer,
-        .ser_push_keeper = luray_ser_reader_push_keeper,
-    };
-    return &api;
-}
 
 void luray_ser_register_metatable(lua_State *L, int idx)
 {

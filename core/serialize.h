@@ -88,7 +88,7 @@ size_t luray_ser_reader_buffer_count(luray_ser_reader_t *r);
 const void *luray_ser_reader_buffer(luray_ser_reader_t *r, size_t i, size_t *len);
 void luray_ser_reader_push_keeper(lua_State *L, luray_ser_reader_t *r);
 /* The process-wide host API table handed to plugins and used by core extension types.
- * serialize.c holds a weak default (serialization fields only) that core/host_api.c overrides. */
+ * It is defined in core/host_api.c. */
 const luray_host_api_t *luray_host_api(void);
 /* Sets the register_serializer and ser_* fields of a host API table. */
 void luray_host_api_fill_ser(luray_host_api_t *api);

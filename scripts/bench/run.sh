@@ -51,7 +51,7 @@ run_group() {
 
 # memcpy_gigabytes: the machine's plain copy bandwidth, to read put_gigabytes against.
 log "== memcpy_gigabytes (C memcpy of 800 MB, cc -O2)"
-if cc -std=c11 -D_GNU_SOURCE -O2 -o "$tmp/memcpy_bw" "$here/lib/memcpy_bw.c" 2>&2; then
+if cc -std=c11 -D_GNU_SOURCE -O2 -o "$tmp/memcpy_bw" "$here/lib/memcpy_bw.c"; then
     "$tmp/memcpy_bw" || failed+=(memcpy_gigabytes)
 else
     log "memcpy_gigabytes: cannot compile lib/memcpy_bw.c"

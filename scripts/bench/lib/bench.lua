@@ -72,12 +72,13 @@ end
 -- and the figure is left out, so one broken figure does not hide the others.
 B.WARMUP = 0.1
 
-function B.rate(name, unit, work, fn, extra)
+-- nruns (optional) asks for more timed runs than B.runs for a noisy figure.
+function B.rate(name, unit, work, fn, extra, nruns)
     local ok, err = pcall(function()
         B.log("%s: warm-up", name)
         fn(B.WARMUP)
         local runs = {}
-        for i = 1, B.runs do
+        for i = 1, math.max(B.runs, nruns or 0) do
             collectgarbage()
             local t0 = B.now()
             local did = fn(1)
