@@ -1,6 +1,9 @@
 -- End-to-end test of the example plugin through a real cluster: run with
 --   LURAY_PLUGIN_PATH=build/lib/luray/plugins build/bin/luray run plugins/example/test_example.lua
--- It raises (exit status 1) on the first failed check and prints "example plugin: ok" otherwise.
+-- It prints TAP lines: the checks raise on the first failure.
+local t = require("harness")
+
+t.test("the example plugin loads, and its types travel to tasks and back", function()
 local luray = require("luray")
 local example = require("luray.example")
 
@@ -32,3 +35,7 @@ end)
 assert(luray.get(count:remote(blob, string.byte("l"))) == 100000)
 
 print("example plugin: ok (blob view: " .. tostring(got:is_view()) .. ")")
+
+end)
+
+t.done()
