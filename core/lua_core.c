@@ -476,10 +476,6 @@ static int l_submit(lua_State *L)
     luaL_checkstack(L, nret + 1, "too many return values");
     for (int i = 1; i <= nret; i++)
         push_ref(L, c, luray_oid_for_return(spec.task_id, (unsigned)i));
-    if (nret == 0) {
-        lua_pushlstring(L, "", 0);
-        return 1;
-    }
     return nret;
 }
 
@@ -1087,7 +1083,15 @@ static int l_lookup(lua_State *L)
         free(m);
         return 0;
     }
-    push_handle(L, luray_proto_id_at(p), (const char *)p + 16, len - 16);
+    /* The creation name is "Class:m1,m2": the handle keeps the method list. */
+    const char *names = (const char *)p + 16;
+    size_t nlen = len - 16;
+    const char *colon = memchr(names, ':', nlen);
+    if (colon) {
+        nlen -= (size_t)(colon + 1 - names);
+        names = colon + 1;
+    }
+    push_handle(L, luray_proto_id_at(p), names, nlen);
     free(m);
     return 1;
 }

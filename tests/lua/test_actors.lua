@@ -61,6 +61,8 @@ t.test("named actors and get_actor", function()
     t.eq(err.type, "ValueError")
     local same = Counter:options{name = "global_counter", get_if_exists = true}:remote()
     t.eq(luray.get(same.get:remote()), 101)
+    -- every method works through a looked-up handle, the alphabetically first one too
+    t.eq(luray.get(again.die ~= nil and again.fail:remote() and again.incr:remote()), 102)
     local e2 = t.raises(function() luray.get_actor("nobody") end, "no actor named")
     t.eq(e2.type, "ValueError")
     luray.kill(c)
