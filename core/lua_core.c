@@ -18,6 +18,7 @@
 #include "client.h"
 #include "errors_str.h"
 #include "lua_setup.h"
+#include "log.h"
 #include "lua_tensor.h"
 #include "plugin_host.h"
 #include "protocol.h"
@@ -750,13 +751,15 @@ static int push_func(lua_State *L, const luray_task_spec_t *s)
     lua_pop(L, 1);
     if (!s->func_blob) {
         lua_pop(L, 1);
-        return luaL_error(L, "the node sent a task for a function this worker does not have");
+        lua_pushliteral(L, "the node sent a task for a function this worker does not have");
+        return -1;
     }
     char err[512];
     int n = luray_ser_decode(L, s->func_blob, s->func_blob_len, 0, err, sizeof(err));
     if (n != 1) {
-        lua_pop(L, 1);
-        return luaL_error(L, "cannot load the task's function: %s", err);
+        lua_pop(L, 1 + (n > 0 ? n : 0));
+        lua_pushfstring(L, "cannot load the task's function: %s", err);
+        return -1;
     }
     lua_pushlstring(L, (const char *)s->func_hash, 16);
     lua_pushvalue(L, -2);
@@ -774,6 +777,8 @@ static void push_id_raw(lua_State *L, luray_oid_t id)
     luray_buf_close(&b);
 }
 
+/* Decoding failures (a module missing on this worker, say) become the task's error, so the
+ * caller gets a TaskError naming the cause instead of a crashed worker. */
 /* core.recv(timeout) -> "exec", task table | "exit" | nil (timeout) | "reply", req, ... */
 static int l_recv(lua_State *L)
 {
@@ -841,15 +846,25 @@ static int l_recv(lua_State *L)
         lua_setfield(L, -2, "max_concurrency");
     }
     if (s.kind != LURAY_TASK_ACTOR_CALL) {
-        push_func(L, &s);
-        lua_setfield(L, -2, "fn");
+        if (push_func(L, &s) == 0) {
+            lua_setfield(L, -2, "fn");
+        } else {
+            lua_setfield(L, -2, "error");
+            lua_createtable(L, 0, 1);
+            lua_pushinteger(L, 0);
+            lua_setfield(L, -2, "n");
+            lua_setfield(L, -2, "args");
+            free(m);
+            return 2;
+        }
     }
     char errb[512];
     int top = lua_gettop(L);
     int n = luray_ser_decode(L, s.args, s.args_len, 0, errb, sizeof(errb));
     if (n < 0) {
-        free(m);
-        return luaL_error(L, "cannot decode the task's arguments: %s", errb);
+        lua_pushfstring(L, "cannot decode the task's arguments: %s", errb);
+        lua_setfield(L, top, "error");
+        n = 0;
     }
     lua_createtable(L, n, 1);
     for (int i = n; i >= 1; i--) {
@@ -1372,7 +1387,31 @@ static int l_register_metatable(lua_State *L)
     return 0;
 }
 
+/* core.setenv(name, value): for settings the embedded node and its workers inherit. */
+static int l_setenv(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *value = luaL_checkstring(L, 2);
+    if (!*name || strchr(name, '='))
+        return luaL_argerror(L, 1, "not a valid environment variable name");
+    if (setenv(name, value, 1) != 0)
+        return luaL_error(L, "setenv %s: %s", name, strerror(errno));
+    return 0;
+}
+
+static int l_set_log_level(lua_State *L)
+{
+    int level = luray_log_parse_level(luaL_checkstring(L, 1));
+    if (level < 0)
+        return luaL_argerror(L, 1, "log_level must be error, warn, info, debug or 0-3");
+    luray_log_set_level(level);
+    lua_pushinteger(L, level);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+    {"setenv", l_setenv},
+    {"set_log_level", l_set_log_level},
     {"register_metatable", l_register_metatable},
     {"encode", l_encode},
     {"json_decode", l_json_decode},

@@ -78,10 +78,42 @@ function M.init(opts)
     end
     local address = opts.address or config.address or os.getenv("LURAY_ADDRESS")
     if address == "" then address = nil end
+    local renv = opts.runtime_env or {}
+    if type(renv) ~= "table" then error("luray.init: runtime_env must be a table", 2) end
+    for k in pairs(renv) do
+        if k ~= "working_dir" and k ~= "env_vars" then
+            error("luray.init: unknown runtime_env field '" .. tostring(k) .. "'", 2)
+        end
+    end
+    local working_dir = renv.working_dir or config.working_dir
+    local wants_env = working_dir ~= nil or renv.env_vars ~= nil
+    if opts.log_level then
+        local ok, lerr = pcall(core.set_log_level, tostring(opts.log_level))
+        if not ok then error("luray.init: " .. tostring(lerr), 2) end
+        core.setenv("LURAY_LOG_LEVEL", tostring(opts.log_level))
+    end
     local session, err
     if address == nil then
         session = core.find_session(nil)
+        if session and wants_env then
+            error("luray.init: runtime_env applies to the cluster this driver starts; a running "
+                .. "cluster takes it with jobs (luray job submit), not available in this build", 2)
+        end
         if not session then
+            if working_dir then
+                if type(working_dir) ~= "string" then error("luray.init: runtime_env.working_dir must be a path", 2) end
+                if working_dir:sub(1, 1) ~= "/" then working_dir = (os.getenv("PWD") or ".") .. "/" .. working_dir end
+                local probe = io.open(working_dir .. "/.", "r")
+                if not probe then error("luray.init: runtime_env.working_dir " .. working_dir .. " is not a directory", 2) end
+                probe:close()
+                core.setenv("LURAY_WORKING_DIR", working_dir)
+            end
+            for k, v in pairs(renv.env_vars or {}) do
+                if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+                    error("luray.init: runtime_env.env_vars must map names to strings", 2)
+                end
+                core.setenv(k, tostring(v))
+            end
             local res_json
             if opts.resources then
                 local parts = {}
@@ -101,8 +133,12 @@ function M.init(opts)
             state.embedded_pid = pid
         end
     else
+        if wants_env then
+            error("luray.init: runtime_env applies to the cluster this driver starts; a running "
+                .. "cluster takes it with jobs (luray job submit), not available in this build", 2)
+        end
         session, err = core.find_session(address == "auto" and nil or address)
-        if not session then error("luray.init: " .. tostring(err), 2) end
+        if not session then error("luray.init: " .. tostring(err), 0) end
     end
     state.namespace = opts.namespace or "default"
     local ok, cerr = connect(session, "driver")
@@ -335,7 +371,21 @@ function M.wait(refs, opts)
     if math.type(want) ~= "integer" or want < 0 or want > #refs then
         error("luray.wait: num_returns must be an integer between 0 and #refs (" .. #refs .. ")", 2)
     end
-    local flags = core.wait(refs, want, opts.timeout)
+    local flags
+    local co, main = coroutine.running()
+    if state.concurrent and not main then
+        -- In a concurrent actor method: poll and yield so the actor's other calls run.
+        local deadline = opts.timeout and core.now() + opts.timeout
+        while true do
+            flags = core.wait(refs, 0, 0)
+            local n = 0
+            for i = 1, #refs do if flags[i] then n = n + 1 end end
+            if n >= want or (deadline and core.now() >= deadline) then break end
+            coroutine.yield("poll")
+        end
+    else
+        flags = core.wait(refs, want, opts.timeout)
+    end
     local ready, not_ready = {}, {}
     for i = 1, #refs do
         if flags[i] and #ready < want then ready[#ready + 1] = refs[i]

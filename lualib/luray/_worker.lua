@@ -63,8 +63,16 @@ local function finish(t, ok, ...)
     end
 end
 
+local function decode_failed(t)
+    if not t.error then return false end
+    core.done(t.id, 1, t.num_returns, { type = "TaskError", task = t.name, traceback = "",
+        message = t.error })
+    return true
+end
+
 local function run(t, fn, self)
     luray._set_current(t.id)
+    if decode_failed(t) then return end
     local args = t.args
     local derr = resolve_args(args)
     if derr then
@@ -79,6 +87,7 @@ local function run(t, fn, self)
 end
 
 local function create_actor(t)
+    if decode_failed(t) then return end
     local class = t.fn
     actor.class = class
     actor.self = setmetatable({}, { __index = class })
@@ -159,6 +168,10 @@ local function concurrent_loop()
 end
 
 function M.main()
+    local wd = os.getenv("LURAY_WORKING_DIR")
+    if wd and wd ~= "" then
+        package.path = wd .. "/?.lua;" .. wd .. "/?/init.lua;" .. package.path
+    end
     luray._connect_worker()
     core.enable_cancel()
     if serial_loop() == "concurrent" then concurrent_loop() end

@@ -121,6 +121,26 @@ t.test("max_concurrency runs blocked methods as coroutines", function()
     luray.kill(a)
 end)
 
+t.test("wait and get inside a concurrent actor let other calls run", function()
+    local Gate = luray.actor{
+        init = function(self) self.opened = false end,
+        open = function(self) self.opened = true return true end,
+        waiter = function(self, box)
+            local ready = luray.wait({box.ref}, {num_returns = 1, timeout = 10})
+            return #ready, self.opened
+        end,
+    }
+    local g = Gate:options{max_concurrency = 4}:remote()
+    local slow = luray.remote(function() luray.sleep(0.5) return 1 end):remote()
+    local w = g.waiter:options{num_returns = 2}
+    local n, opened = w:remote({ref = slow})
+    luray.sleep(0.1)
+    t.eq(luray.get(g.open:remote()), true)
+    t.eq(luray.get(n), 1)
+    t.eq(luray.get(opened), true)
+    luray.kill(g)
+end)
+
 t.test("bad actor options are refused", function()
     t.raises(function() luray.actor({lifetime = "forever"}, {}) end, "lifetime")
     t.raises(function() luray.actor({nme = "x"}, {}) end, "nme")
