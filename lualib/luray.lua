@@ -363,6 +363,17 @@ function M.get(x, opts)
     error("luray.get: expected an ObjectRef or a list of ObjectRefs, got " .. type(x), 2)
 end
 
+local known_ready = setmetatable({}, { __mode = "k" })
+
+local function split_ready(refs, flags, want)
+    local ready, not_ready = {}, {}
+    for i = 1, #refs do
+        if flags[i] and #ready < want then ready[#ready + 1] = refs[i]
+        else not_ready[#not_ready + 1] = refs[i] end
+    end
+    return ready, not_ready
+end
+
 function M.wait(refs, opts)
     ensure()
     opts = opts or {}
@@ -372,6 +383,15 @@ function M.wait(refs, opts)
         error("luray.wait: num_returns must be an integer between 0 and #refs (" .. #refs .. ")", 2)
     end
     local flags
+    -- Objects once ready stay ready while a ref to them lives: answer from what earlier waits
+    -- learnt when that is enough, without asking the node.
+    local known = 0
+    for i = 1, #refs do if known_ready[refs[i]] then known = known + 1 end end
+    if known >= want and want > 0 then
+        flags = {}
+        for i = 1, #refs do flags[i] = known_ready[refs[i]] or false end
+        return split_ready(refs, flags, want)
+    end
     local co, main = coroutine.running()
     if state.concurrent and not main then
         -- In a concurrent actor method: poll and yield so the actor's other calls run.
@@ -386,12 +406,8 @@ function M.wait(refs, opts)
     else
         flags = core.wait(refs, want, opts.timeout)
     end
-    local ready, not_ready = {}, {}
-    for i = 1, #refs do
-        if flags[i] and #ready < want then ready[#ready + 1] = refs[i]
-        else not_ready[#not_ready + 1] = refs[i] end
-    end
-    return ready, not_ready
+    for i = 1, #refs do if flags[i] then known_ready[refs[i]] = true end end
+    return split_ready(refs, flags, want)
 end
 
 function M.cancel(ref, opts)

@@ -26,6 +26,12 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# A private session folder and no address: every group runs on its own embedded cluster, never
+# joins a cluster already running here, and a `luray stop` elsewhere on the machine cannot
+# reach it.
+export LURAY_TMPDIR=$tmp/s
+unset LURAY_ADDRESS
+
 # Passes JSON lines to stdout and anything else a script printed to stderr.
 json_only() {
     while IFS= read -r line; do
@@ -43,10 +49,17 @@ luray_run() {
 run_group() {
     local name=$1
     log "== $name"
+    local t0=$SECONDS
     if ! luray_run "$here/$name.lua" | json_only; then
-        log "$name FAILED (exit status ${PIPESTATUS[0]})"
+        local st=${PIPESTATUS[0]}
+        if [ "$st" = 124 ] || [ "$st" = 137 ]; then
+            log "$name FAILED: timed out after ${limit}s (LURAY_BENCH_TIMEOUT)"
+        else
+            log "$name FAILED (exit status $st)"
+        fi
         failed+=("$name")
     fi
+    log "$name took $((SECONDS - t0))s"
 }
 
 # memcpy_gigabytes: the machine's plain copy bandwidth, to read put_gigabytes against.

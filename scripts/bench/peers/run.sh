@@ -12,7 +12,9 @@ log() { echo "[bench-peers] $*" >&2; }
 status=0
 
 log "luray: scripts/bench/run.sh"
+t0=$SECONDS
 "$here/../run.sh" > "$tmp/luray.jsonl" || { log "luray bench reported failures"; status=1; }
+log "luray side took $((SECONDS - t0))s"
 
 if ! python3 -c "import ray, numpy" 2>/dev/null; then
     log "installing the Ray peer's Python packages (ray, numpy) with pip"
@@ -21,8 +23,10 @@ fi
 if python3 -c "import ray, numpy" 2>/dev/null; then
     log "ray: scripts/bench/peers/ray_micro.py"
     # Bounded: the whole Ray side gets at most 10 minutes.
+    t0=$SECONDS
     timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/ray_micro.py" > "$tmp/ray.jsonl" \
         || { log "ray bench reported failures"; status=1; }
+    log "ray side took $((SECONDS - t0))s"
 else
     log "ray or numpy is missing and could not be installed: the Ray column stays empty"
     : > "$tmp/ray.jsonl"
@@ -33,7 +37,14 @@ cat "$tmp/luray.jsonl" "$tmp/ray.jsonl" > "$tmp/all.jsonl"
 
 python3 - "$tmp/all.jsonl" <<'PY'
 import json, sys
-rows, order = {}, []
+# BENCH.md order; names not listed here follow in the order they were printed.
+CANON = ["memcpy_gigabytes", "single_client_tasks_sync", "single_client_tasks_async",
+         "multi_client_tasks_async", "1_1_actor_calls_sync", "1_1_actor_calls_async",
+         "1_1_actor_calls_concurrent", "n_n_actor_calls_async", "single_client_put_calls",
+         "single_client_get_calls", "single_client_put_gigabytes", "single_client_get_gigabytes",
+         "single_client_wait_1k_refs", "placement_group_create_removal", "cold_run_seconds",
+         "idle_node_rss_mb", "idle_worker_rss_mb"]
+rows, seen = {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
     if not line.startswith("{"):
@@ -42,17 +53,19 @@ for line in open(sys.argv[1]):
     name = rec["name"]
     if name not in rows:
         rows[name] = {}
-        order.append(name)
+        seen.append(name)
     side = "ray" if rec.get("system") == "ray" else "luray"
     rows[name][side] = rec.get("value")
     rows[name]["unit"] = rec.get("unit", "")
+order = [n for n in CANON if n in rows] + [n for n in seen if n not in CANON]
 def fmt(v):
     return "-" if v is None else "%.4g" % v
-print("%-32s %12s %12s %8s  %s" % ("name", "luray", "ray", "ratio", "unit"))
+print("%-32s %12s %12s %9s  %s" % ("name", "luray", "ray", "ratio", "unit"))
 for name in order:
     r = rows[name]
     l, y = r.get("luray"), r.get("ray")
     ratio = "%.3g" % (l / y) if l is not None and y else "-"
-    print("%-32s %12s %12s %8s  %s" % (name, fmt(l), fmt(y), ratio, r["unit"]))
+    print("%-32s %12s %12s %9s  %s" % (name, fmt(l), fmt(y), ratio, r["unit"]))
+print("ratio = luray/ray: above 1 is better for rates (/s), below 1 is better for s and MB")
 PY
 exit $status
