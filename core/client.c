@@ -35,6 +35,14 @@ void luray_client_end(luray_client_t *c) { luray_frame_end(&c->out); }
 
 static void add_pending(luray_client_t *c)
 {
+    if (c->n_returns) {
+        luray_buf_t *b = luray_client_begin(c, LURAY_MSG_RETURN);
+        luray_buf_put_varint(b, c->n_returns);
+        luray_buf_put(b, c->returns.data, c->returns.len);
+        luray_client_end(c);
+        luray_buf_reset(&c->returns);
+        c->n_returns = 0;
+    }
     if (c->n_refs) {
         luray_buf_t *b = luray_client_begin(c, LURAY_MSG_REFS);
         luray_buf_put_varint(b, c->n_refs);
@@ -114,11 +122,46 @@ luray_oid_t luray_client_new_id(luray_client_t *c)
 
 uint64_t luray_client_new_req(luray_client_t *c) { return ++c->next_req; }
 
+/* A normal task's EXEC body starts with its 16-byte id, then its kind. */
+static bool hand_back(luray_client_t *c, uint16_t type, const uint8_t *body, uint32_t len)
+{
+    if (!c->returning || type != LURAY_MSG_EXEC || len < 17 || body[16] != LURAY_TASK_NORMAL)
+        return false;
+    luray_buf_put(&c->returns, body, 16);
+    c->n_returns++;
+    return true;
+}
+
+void luray_client_set_returning(luray_client_t *c, bool on)
+{
+    c->returning = on;
+    if (!on)
+        return;
+    luray_cmsg_t *prev = NULL, *q = c->q_head;
+    while (q) {
+        luray_cmsg_t *next = q->next;
+        if (hand_back(c, q->type, q->body, q->len)) {
+            if (prev)
+                prev->next = next;
+            else
+                c->q_head = next;
+            if (c->q_tail == q)
+                c->q_tail = prev;
+            free(q);
+        } else {
+            prev = q;
+        }
+        q = next;
+    }
+}
+
 static void enqueue_frame(luray_client_t *c, const uint8_t *data, size_t len)
 {
     size_t pos = 0;
     luray_msg_t m;
     while (luray_frame_next(data, len, &pos, &m) == 1) {
+        if (hand_back(c, m.type, m.body, m.len))
+            continue;
         luray_cmsg_t *q = malloc(sizeof(*q) + m.len);
         if (!q)
             return;
@@ -211,6 +254,8 @@ static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, 
                 slice = (int)left;
         }
         int rc = recv_some(c, slice);
+        if (c->n_returns)
+            luray_client_flush(c);
         if (rc == LURAY_EAGAIN) {
             *err = LURAY_EAGAIN;
             return NULL;
@@ -244,6 +289,7 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
     luray_frame_init(&c->out);
     luray_buf_init(&c->refs);
     luray_buf_init(&c->unpins);
+    luray_buf_init(&c->returns);
     snprintf(c->session, sizeof(c->session), "%s", session_dir);
     char addr[4300];
     snprintf(c->inbox_path, sizeof(c->inbox_path), "%s/c%d-%ld.sock", session_dir, (int)getpid(),
@@ -344,6 +390,7 @@ void luray_client_close(luray_client_t *c, bool bye)
     luray_frame_close(&c->out);
     luray_buf_close(&c->refs);
     luray_buf_close(&c->unpins);
+    luray_buf_close(&c->returns);
     while (c->q_head) {
         luray_cmsg_t *q = c->q_head;
         c->q_head = q->next;

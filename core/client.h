@@ -36,6 +36,11 @@ typedef struct {
     luray_buf_t unpins;
     uint32_t n_unpins;
     bool closed;
+    /* While a worker blocks in get or wait, normal tasks the node pipelined to it are handed
+     * back (RETURN) instead of queued, so a task never waits on one queued behind it. */
+    bool returning;
+    luray_buf_t returns;
+    uint32_t n_returns;
 } luray_client_t;
 
 /* Connects to the node serving session_dir; kind is LURAY_PROC_DRIVER or LURAY_PROC_WORKER
@@ -60,6 +65,8 @@ luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, 
 /* The next queued or received message, waiting up to timeout_ms. */
 luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err);
 
+/* Starts or ends handing back pipelined tasks (see `returning`); starting moves the queued ones. */
+void luray_client_set_returning(luray_client_t *c, bool on);
 void luray_client_ref(luray_client_t *c, luray_oid_t id, int32_t delta);
 void luray_client_unpin(luray_client_t *c, luray_oid_t id);
 luray_oid_t luray_client_new_id(luray_client_t *c);

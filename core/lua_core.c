@@ -627,11 +627,13 @@ static int l_get(lua_State *L)
         }
     }
     uint64_t req = luray_client_new_req(&c->cl);
+    luray_client_set_returning(&c->cl, c->cl.kind == LURAY_PROC_WORKER);
     send_get(c, req, 0, n, timeout, ids, n);
     if (!single)
         free(ids);
     int err;
     luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_READY, req, -1, &err);
+    luray_client_set_returning(&c->cl, false);
     if (!m)
         return wait_error(L, err);
     luray_rd_t r;
@@ -709,10 +711,12 @@ static int l_wait(lua_State *L)
         lua_pop(L, 1);
     }
     uint64_t req = luray_client_new_req(&c->cl);
+    luray_client_set_returning(&c->cl, c->cl.kind == LURAY_PROC_WORKER && timeout != 0);
     send_get(c, req, 1, (uint32_t)need, timeout, ids, n);
     free(ids);
     int err;
     luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_READY, req, -1, &err);
+    luray_client_set_returning(&c->cl, false);
     if (!m)
         return wait_error(L, err);
     luray_rd_t r;

@@ -444,6 +444,8 @@ static void handle_msg(node_t *n, proc_t *p, const luray_msg_t *m)
         return node_on_kill(n, p, &r);
     case LURAY_MSG_CANCEL:
         return node_on_cancel(n, p, &r);
+    case LURAY_MSG_RETURN:
+        return node_on_return(n, p, &r);
     case LURAY_MSG_INFO:
         return on_info(n, p, &r);
     case LURAY_MSG_BYE:
@@ -476,8 +478,6 @@ static void handle_frame(node_t *n, const uint8_t *data, size_t len)
     luray_msg_t m;
     while (luray_frame_next(data, len, &pos, &m) == 1) {
         handle_msg(n, p, &m);
-        if (p == NULL && m.type == LURAY_MSG_HELLO)
-            p = NULL; /* the sender learns its id from WELCOME; later frames carry it */
     }
 }
 

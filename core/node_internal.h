@@ -43,6 +43,7 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r);
 void node_on_lookup(node_t *n, proc_t *p, luray_rd_t *r);
 void node_on_kill(node_t *n, proc_t *p, luray_rd_t *r);
 void node_on_cancel(node_t *n, proc_t *p, luray_rd_t *r);
+void node_on_return(node_t *n, proc_t *p, luray_rd_t *r);
 void node_task_dep_ready(node_t *n, task_t *t);
 void node_worker_ready(node_t *n, proc_t *p);
 void node_worker_died(node_t *n, proc_t *p, const char *why);

@@ -13,6 +13,10 @@
 #include "serialize.h"
 
 #define POOL_MAX 256
+/* Tasks sent to a busy worker ahead of time when the queue is long: the worker runs them back to
+ * back and batches their results, which saves a round trip per task. */
+#define PIPE_MAX 4
+#define FAILED_SHAPES 8
 
 typedef struct {
     uint32_t len;
@@ -287,21 +291,72 @@ static void start_task(node_t *n, task_t *t, proc_t *w)
     send_exec(n, w, t);
 }
 
+static bool same_shape(node_t *n, const int64_t *a, const int64_t *b)
+{
+    return memcmp(a, b, sizeof(int64_t) * (size_t)n->n_res) == 0;
+}
+
+/* A busy worker whose task has this resource shape and room in its pipe, least loaded first. */
+static proc_t *pipe_target(node_t *n, const task_t *t)
+{
+    proc_t *best = NULL;
+    for (uint32_t i = 0; i < n->n_procs; i++) {
+        proc_t *w = n->procs[i];
+        if (w->gone || w->wstate != W_BUSY || w->blocked || !w->task ||
+            w->pipe.len >= PIPE_MAX || !same_shape(n, w->task->req, t->req))
+            continue;
+        if (!best || w->pipe.len < best->pipe.len)
+            best = w;
+    }
+    return best;
+}
+
+static void pipe_task(node_t *n, task_t *t, proc_t *w)
+{
+    list_remove(t);
+    list_push(&w->pipe, t, false);
+    t->state = T_RUNNING;
+    t->worker = w;
+    send_exec(n, w, t);
+}
+
 void node_schedule(node_t *n)
 {
     if (n->stopping)
         return;
+    /* Shapes that did not fit in this pass: later tasks of the same shape are skipped cheaply. */
+    const int64_t *failed[FAILED_SHAPES];
+    int n_failed = 0;
+    bool pipe_full = false;
     task_t *t = n->ready.head;
     int scanned = 0;
-    while (t && scanned++ < 4096) {
+    while (t && scanned++ < 1024) {
         task_t *next = t->next;
-        if (fits(n, t->req)) {
+        bool skip = false;
+        for (int i = 0; i < n_failed && !skip; i++)
+            skip = same_shape(n, failed[i], t->req);
+        if (skip && (pipe_full || t->spec.kind != LURAY_TASK_NORMAL)) {
+            t = next;
+            continue;
+        }
+        if (!skip && fits(n, t->req)) {
             proc_t *w = pop_idle(n);
             if (!w) {
                 maybe_spawn(n);
                 return;
             }
             start_task(n, t, w);
+        } else {
+            if (!skip && n_failed < FAILED_SHAPES)
+                failed[n_failed++] = t->req;
+            if (t->spec.kind == LURAY_TASK_NORMAL && !pipe_full &&
+                n->ready.len > 2 * (size_t)PIPE_MAX) {
+                proc_t *w = pipe_target(n, t);
+                if (w)
+                    pipe_task(n, t, w);
+                else
+                    pipe_full = true;
+            }
         }
         t = next;
     }
@@ -496,6 +551,19 @@ static void release_worker(node_t *n, proc_t *w)
     }
 }
 
+/* The worker finished its task: the next pipelined one starts with the same resources, or the
+ * worker goes idle. */
+static void worker_next(node_t *n, proc_t *w)
+{
+    if (w->pipe.head && w->wstate == W_BUSY && !w->blocked) {
+        task_t *next = w->pipe.head;
+        list_remove(next);
+        w->task = next;
+        return;
+    }
+    release_worker(n, w);
+}
+
 static char *error_message(node_t *n, const uint8_t *blob, uint32_t len)
 {
     lua_State *L = n->L;
@@ -535,16 +603,22 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
     if (!t)
         return node_count_bad(n, "DONE (not this worker's task)");
 
-    if (status == LURAY_DONE_RETRYABLE && t->retries_left > 0 && t->spec.kind == LURAY_TASK_NORMAL) {
+    if (status == LURAY_DONE_RETRYABLE && t->retries_left > 0 && !t->cancelled &&
+        t->spec.kind == LURAY_TASK_NORMAL) {
         t->retries_left--;
         t->spec.attempt++;
-        release_worker(n, p);
+        worker_next(n, p);
         t->worker = NULL;
         task_make_ready(n, t, true);
         return;
     }
     bool ok = true;
-    if (status == LURAY_DONE_OK) {
+    if (t->cancelled) {
+        task_fail(n, t, "TaskCancelledError", "the task was cancelled");
+        status = LURAY_DONE_ERROR;
+        nres = 0;
+        ok = false;
+    } else if (status == LURAY_DONE_OK) {
         for (unsigned i = 1; i <= nres && !r->err; i++) {
             uint8_t loc = luray_rd_u8(r);
             const void *blob = NULL;
@@ -584,7 +658,7 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
         }
         if (r->err)
             node_count_bad(n, "DONE results");
-    } else {
+    } else if (!t->cancelled) {
         size_t len;
         const void *blob = luray_rd_str(r, &len);
         if (r->err || luray_ser_check(blob, len)) {
@@ -623,8 +697,26 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
         task_free(n, t);
         return;
     }
-    release_worker(n, p);
+    worker_next(n, p);
     task_free(n, t);
+}
+
+/* Tasks a worker hands back unstarted (it blocked in get with them queued): queue them again. */
+void node_on_return(node_t *n, proc_t *p, luray_rd_t *r)
+{
+    uint64_t count = luray_rd_varint(r);
+    if (r->err || count > luray_rd_left(r) / 16)
+        return node_count_bad(n, "RETURN");
+    for (uint64_t i = 0; i < count; i++) {
+        task_t *t = luray_oidmap_get(&n->tasks, luray_proto_rd_id(r));
+        if (!t || t->worker != p || t->list != &p->pipe)
+            continue;
+        list_remove(t);
+        t->worker = NULL;
+        /* The function blob may have travelled with this EXEC: send it again next time. */
+        luray_oidmap_del(&p->funcs, hash_key(t->spec.func_hash));
+        task_make_ready(n, t, true);
+    }
 }
 
 /* ---- workers coming and going ---- */
@@ -690,6 +782,17 @@ void node_worker_died(node_t *n, proc_t *p, const char *why)
     p->wstate = W_DEAD;
     if (was != W_ACTOR && n->n_pool)
         n->n_pool--;
+    while (p->pipe.head) {
+        task_t *t = p->pipe.head;
+        list_remove(t);
+        t->worker = NULL;
+        if (t->cancelled) {
+            task_fail(n, t, "TaskCancelledError", "the task was cancelled");
+            task_free(n, t);
+        } else {
+            task_make_ready(n, t, true);
+        }
+    }
     if (was == W_BUSY && p->task) {
         task_t *t = p->task;
         p->task = NULL;
@@ -814,6 +917,10 @@ void node_on_cancel(node_t *n, proc_t *p, luray_rd_t *r)
     if (t->state == T_WAITING || t->state == T_READY) {
         task_fail(n, t, "TaskCancelledError", "the task was cancelled before it ran");
         task_free(n, t);
+        return;
+    }
+    if (t->state == T_RUNNING && t->worker && t->worker->task != t) {
+        t->cancelled = true; /* pipelined: its result is dropped when it comes back */
         return;
     }
     if (t->state == T_RUNNING && t->worker && t->worker->spawned) {

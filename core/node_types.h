@@ -87,6 +87,7 @@ struct proc {
     uv_process_t uvp;
     bool spawned;
     task_t *task; /* running normal task */
+    task_list_t pipe; /* normal tasks sent behind it, same resource shape, not started yet */
     bool blocked;
     int64_t held[NODE_MAX_RES];
     actor_t *actor;

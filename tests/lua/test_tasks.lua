@@ -66,6 +66,39 @@ t.test("nested tasks: a task submits and gets tasks", function()
     t.eq(luray.get(refs), {65, 65, 65, 65})
 end)
 
+t.test("nested tasks behind a long queue: pipelined tasks are handed back, no deadlock", function()
+    local leaf = luray.remote(function(x) return x * 3 end)
+    local mid = luray.remote(function(x)
+        return luray.get(leaf:remote(x)) + luray.get(leaf:remote(x + 1))
+    end)
+    local refs = {}
+    for i = 1, 60 do refs[i] = mid:remote(i) end
+    local vals = luray.get(refs)
+    for i = 1, 60 do t.eq(vals[i], 3 * i + 3 * (i + 1)) end
+end)
+
+t.test("many tasks at once: every result arrives once and in order", function()
+    local id = luray.remote(function(i) return i end)
+    local refs = {}
+    for i = 1, 5000 do refs[i] = id:remote(i) end
+    local vals = luray.get(refs)
+    t.eq(#vals, 5000)
+    for i = 1, 5000 do
+        if vals[i] ~= i then t.eq(vals[i], i) end
+    end
+end)
+
+t.test("cancel reaches tasks queued behind others", function()
+    local slow = luray.remote(function(s) luray.sleep(s) return s end)
+    local refs = {}
+    for i = 1, 30 do refs[i] = slow:remote(0.02) end
+    local victim = refs[20]
+    luray.cancel(victim)
+    local err = t.raises(function() luray.get(victim) end, "cancel")
+    t.eq(err.type, "TaskCancelledError")
+    for i = 21, 30 do t.eq(luray.get(refs[i]), 0.02) end
+end)
+
 t.test("upvalues are captured by value, modules by name", function()
     local factor = 7
     local helper = { scale = function(x) return x * factor end }
