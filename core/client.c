@@ -97,8 +97,44 @@ void luray_client_maybe_flush(luray_client_t *c)
         luray_client_flush(c);
 }
 
+static void cache_drop(luray_client_t *c, luray_oid_t id)
+{
+    luray_cached_t *e = luray_oidmap_del(&c->cache, id);
+    if (e) {
+        c->cache_bytes -= e->len;
+        free(e->blob);
+        free(e);
+    }
+}
+
+void luray_client_cache_put(luray_client_t *c, luray_oid_t id, uint8_t state, const void *blob,
+                            size_t len)
+{
+    if (c->cache_bytes + len > LURAY_CLIENT_CACHE_MAX || luray_oidmap_get(&c->cache, id))
+        return;
+    luray_cached_t *e = malloc(sizeof(*e));
+    uint8_t *copy = aligned_alloc(64, (len + 64) / 64 * 64);
+    if (!e || !copy || luray_oidmap_put(&c->cache, id, e)) {
+        free(e);
+        free(copy);
+        return;
+    }
+    memcpy(copy, blob, len);
+    e->state = state;
+    e->len = len;
+    e->blob = copy;
+    c->cache_bytes += len;
+}
+
+const luray_cached_t *luray_client_cache_get(luray_client_t *c, luray_oid_t id)
+{
+    return luray_oidmap_get(&c->cache, id);
+}
+
 void luray_client_ref(luray_client_t *c, luray_oid_t id, int32_t delta)
 {
+    if (delta < 0)
+        cache_drop(c, id);
     if (c->closed)
         return;
     luray_proto_put_id(&c->refs, id);
@@ -290,6 +326,7 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
     luray_buf_init(&c->refs);
     luray_buf_init(&c->unpins);
     luray_buf_init(&c->returns);
+    luray_oidmap_init(&c->cache);
     snprintf(c->session, sizeof(c->session), "%s", session_dir);
     char addr[4300];
     snprintf(c->inbox_path, sizeof(c->inbox_path), "%s/c%d-%ld.sock", session_dir, (int)getpid(),
@@ -391,6 +428,15 @@ void luray_client_close(luray_client_t *c, bool bye)
     luray_buf_close(&c->refs);
     luray_buf_close(&c->unpins);
     luray_buf_close(&c->returns);
+    for (size_t i = 0; i < c->cache.cap; i++) {
+        luray_cached_t *e = c->cache.slots[i].val;
+        if (e) {
+            free(e->blob);
+            free(e);
+        }
+    }
+    luray_oidmap_close(&c->cache);
+    c->cache_bytes = 0;
     while (c->q_head) {
         luray_cmsg_t *q = c->q_head;
         c->q_head = q->next;

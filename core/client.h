@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "ids.h"
+#include "oidmap.h"
 #include "shm.h"
 #include "wire.h"
 
@@ -41,7 +42,19 @@ typedef struct {
     bool returning;
     luray_buf_t returns;
     uint32_t n_returns;
+    /* Small objects this process put or already read: immutable, so later gets of them are
+     * answered here while a ref lives (dropped when one of this process's refs to it goes). */
+    luray_oidmap_t cache;
+    size_t cache_bytes;
 } luray_client_t;
+
+typedef struct {
+    uint8_t state; /* LURAY_OBJ_READY or LURAY_OBJ_ERROR */
+    size_t len;
+    uint8_t *blob; /* 64-byte aligned */
+} luray_cached_t;
+
+#define LURAY_CLIENT_CACHE_MAX (256u * 1024 * 1024)
 
 /* Connects to the node serving session_dir; kind is LURAY_PROC_DRIVER or LURAY_PROC_WORKER
  * (worker_id then is the id the node gave it). Waits up to timeout_ms for the welcome. */
@@ -68,6 +81,9 @@ luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err);
 /* Starts or ends handing back pipelined tasks (see `returning`); starting moves the queued ones. */
 void luray_client_set_returning(luray_client_t *c, bool on);
 void luray_client_ref(luray_client_t *c, luray_oid_t id, int32_t delta);
+void luray_client_cache_put(luray_client_t *c, luray_oid_t id, uint8_t state, const void *blob,
+                            size_t len);
+const luray_cached_t *luray_client_cache_get(luray_client_t *c, luray_oid_t id);
 void luray_client_unpin(luray_client_t *c, luray_oid_t id);
 luray_oid_t luray_client_new_id(luray_client_t *c);
 uint64_t luray_client_new_req(luray_client_t *c);

@@ -500,7 +500,16 @@ static int l_put(lua_State *L)
     if (!in_store) {
         luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_PUT);
         luray_proto_put_id(b, id);
+        size_t at = b->len;
         put_inline_blob(b, &s);
+        if (!b->err) {
+            luray_rd_t rr;
+            luray_rd_init(&rr, b->data + at, b->len - at);
+            size_t blen;
+            const void *blob = luray_rd_str(&rr, &blen);
+            if (blob)
+                luray_client_cache_put(&c->cl, id, LURAY_OBJ_READY, blob, blen);
+        }
         luray_buf_put_varint(b, s.n_refs);
         for (size_t i = 0; i < s.n_refs; i++)
             luray_proto_put_id(b, s.refs[i]);
@@ -585,6 +594,8 @@ static int push_entry(lua_State *L, ctx_t *c, luray_rd_t *r)
     }
     if (r->err)
         return luaL_error(L, "malformed reply from the node");
+    if (!keeper)
+        luray_client_cache_put(&c->cl, id, state, blob, len);
     lua_pushinteger(L, state == LURAY_OBJ_ERROR ? 1 : 0);
     char err[512];
     int n = luray_ser_decode(L, blob, len, keeper, err, sizeof(err));
@@ -599,6 +610,53 @@ static int push_entry(lua_State *L, ctx_t *c, luray_rd_t *r)
     return 2;
 }
 
+/* Pushes (status, value) for an object in this process's cache. */
+static int push_cached(lua_State *L, const luray_cached_t *e)
+{
+    lua_pushinteger(L, e->state == LURAY_OBJ_ERROR ? 1 : 0);
+    char err[512];
+    int n = luray_ser_decode(L, e->blob, e->len, 0, err, sizeof(err));
+    if (n < 0)
+        return luaL_error(L, "cannot decode object: %s", err);
+    if (n != 1) {
+        lua_settop(L, lua_gettop(L) - n);
+        lua_pushnil(L);
+    }
+    return 2;
+}
+
+/* All of the list is cached: (0, values, errors) without asking the node. */
+static int get_cached_list(lua_State *L, ctx_t *c, uint32_t n)
+{
+    lua_pushinteger(L, 0);
+    lua_createtable(L, (int)n, 0);
+    int vals = lua_gettop(L);
+    lua_pushnil(L);
+    int errs = lua_gettop(L);
+    for (uint32_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, (lua_Integer)i + 1);
+        ref_t *r = lua_touserdata(L, -1);
+        luray_oid_t id = r->id;
+        lua_pop(L, 1);
+        push_cached(L, luray_client_cache_get(&c->cl, id));
+        if (lua_tointeger(L, -2) != 0) {
+            if (lua_isnil(L, errs)) {
+                lua_newtable(L);
+                lua_replace(L, errs);
+            }
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, -3);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 2);
+            lua_rawseti(L, errs, (lua_Integer)i + 1);
+        }
+        lua_rawseti(L, vals, (lua_Integer)i + 1);
+        lua_pop(L, 1);
+    }
+    return 3;
+}
+
 /* core.get(ref, timeout) -> status, value (0 ok, 1 error value, 2 missing, 3 timed out)
  * core.get({refs}, timeout) -> status, values, errors (errors: index -> {status, value}) */
 static int l_get(lua_State *L)
@@ -608,8 +666,26 @@ static int l_get(lua_State *L)
     bool single = !lua_istable(L, 1);
     uint32_t n = single ? 1 : (uint32_t)lua_rawlen(L, 1);
     luray_oid_t one = {0, 0, 0};
-    if (single)
+    if (single) {
         one = check_ref(L, 1);
+        const luray_cached_t *e = luray_client_cache_get(&c->cl, one);
+        if (e) {
+            lua_settop(L, 0);
+            return push_cached(L, e);
+        }
+    } else {
+        uint32_t hits = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            lua_rawgeti(L, 1, (lua_Integer)i + 1);
+            ref_t *r = luaL_testudata(L, -1, REF_MT);
+            lua_pop(L, 1);
+            if (!r || !luray_client_cache_get(&c->cl, r->id))
+                break;
+            hits++;
+        }
+        if (n > 0 && hits == n)
+            return get_cached_list(L, c, n);
+    }
     luray_oid_t *ids = single ? &one : calloc(n ? n : 1, sizeof(luray_oid_t));
     if (!ids)
         return luaL_error(L, "out of memory");

@@ -23,6 +23,20 @@ t.test("put and get round-trip values", function()
     t.eq(luray.get(luray.put(nil)), nil)
 end)
 
+t.test("every get returns a fresh value: changing one does not change the object", function()
+    local r = luray.put({1, {2}})
+    local a = luray.get(r)
+    a[1] = 99
+    a[2][1] = 98
+    t.eq(luray.get(r), {1, {2}})
+    local f = luray.remote(function() return {5} end)
+    local rr = f:remote()
+    local b = luray.get(rr)
+    b[1] = 0
+    t.eq(luray.get(rr), {5})
+    t.eq(luray.get({r, rr}), {{1, {2}}, {5}})
+end)
+
 t.test("refs are equal by id and print their hex", function()
     local r = luray.put(1)
     local copy = luray.get(luray.put({r}))[1]
