@@ -163,6 +163,24 @@ static bool hand_back(luray_client_t *c, uint16_t type, const uint8_t *body, uin
 {
     if (!c->returning || type != LURAY_MSG_EXEC || len < 17 || body[16] != LURAY_TASK_NORMAL)
         return false;
+    luray_rd_t r;
+    luray_rd_init(&r, body, len);
+    luray_task_spec_t spec;
+    if (luray_proto_parse_task(&r, &spec) == 0 && spec.func_blob) {
+        luray_oid_t key = luray_proto_id_at(spec.func_hash);
+        luray_cached_t *e = malloc(sizeof(*e));
+        uint8_t *copy = malloc(spec.func_blob_len ? spec.func_blob_len : 1);
+        if (e && copy && !luray_oidmap_get(&c->kept_funcs, key) &&
+            luray_oidmap_put(&c->kept_funcs, key, e) == 0) {
+            memcpy(copy, spec.func_blob, spec.func_blob_len);
+            e->state = 0;
+            e->len = spec.func_blob_len;
+            e->blob = copy;
+        } else {
+            free(e);
+            free(copy);
+        }
+    }
     luray_buf_put(&c->returns, body, 16);
     c->n_returns++;
     return true;
@@ -191,12 +209,77 @@ void luray_client_set_returning(luray_client_t *c, bool on)
     }
 }
 
+static bool awaited(const luray_client_t *c, luray_oid_t id)
+{
+    for (uint32_t i = 0; i < c->n_awaiting; i++)
+        if (luray_oid_eq(c->awaiting[i], id))
+            return true;
+    return false;
+}
+
+/* Caches the results of a RESULT message (a DONE body) that this process waits for. */
+static void take_result(luray_client_t *c, const uint8_t *body, uint32_t len)
+{
+    luray_rd_t r;
+    luray_rd_init(&r, body, len);
+    luray_oid_t task = luray_proto_rd_id(&r);
+    uint8_t status = luray_rd_u8(&r);
+    uint16_t nres = luray_rd_u16(&r);
+    if (r.err || !c->n_awaiting)
+        return;
+    if (status == LURAY_DONE_ERROR) {
+        size_t blen;
+        const void *blob = luray_rd_str(&r, &blen);
+        for (unsigned i = 1; blob && i <= nres; i++)
+            if (awaited(c, luray_oid_for_return(task, i)))
+                luray_client_cache_put(c, luray_oid_for_return(task, i), LURAY_OBJ_ERROR, blob,
+                                       blen);
+        return;
+    }
+    if (status != LURAY_DONE_OK)
+        return;
+    for (unsigned i = 1; i <= nres; i++) {
+        if (luray_rd_u8(&r) != LURAY_LOC_INLINE)
+            return;
+        size_t blen;
+        const void *blob = luray_rd_str(&r, &blen);
+        uint64_t nc = luray_rd_varint(&r);
+        if (r.err || nc > luray_rd_left(&r) / 16)
+            return;
+        luray_rd_bytes(&r, (size_t)nc * 16);
+        luray_oid_t id = luray_oid_for_return(task, i);
+        if (awaited(c, id))
+            luray_client_cache_put(c, id, LURAY_OBJ_READY, blob, blen);
+    }
+}
+
+static bool abandoned_reply(luray_client_t *c, uint16_t type, const uint8_t *body, uint32_t len)
+{
+    if (type != LURAY_MSG_READY || len < 8 || !c->n_abandoned)
+        return false;
+    luray_rd_t r;
+    luray_rd_init(&r, body, len);
+    uint64_t req = luray_rd_u64(&r);
+    for (uint32_t i = 0; i < c->n_abandoned; i++)
+        if (c->abandoned[i] == req) {
+            c->abandoned[i] = c->abandoned[--c->n_abandoned];
+            return true;
+        }
+    return false;
+}
+
 static void enqueue_frame(luray_client_t *c, const uint8_t *data, size_t len)
 {
     size_t pos = 0;
     luray_msg_t m;
     while (luray_frame_next(data, len, &pos, &m) == 1) {
         if (hand_back(c, m.type, m.body, m.len))
+            continue;
+        if (m.type == LURAY_MSG_RESULT) {
+            take_result(c, m.body, m.len);
+            continue;
+        }
+        if (abandoned_reply(c, m.type, m.body, m.len))
             continue;
         luray_cmsg_t *q = malloc(sizeof(*q) + m.len);
         if (!q)
@@ -304,6 +387,96 @@ static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, 
     }
 }
 
+static bool all_cached(luray_client_t *c)
+{
+    if (!c->n_awaiting)
+        return false;
+    for (uint32_t i = 0; i < c->n_awaiting; i++)
+        if (!luray_oidmap_get(&c->cache, c->awaiting[i]))
+            return false;
+    return true;
+}
+
+luray_cmsg_t *luray_client_wait_get(luray_client_t *c, uint64_t req, int timeout_ms, int *err)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    *err = 0;
+    if (luray_client_flush(c)) {
+        *err = LURAY_ECLOSED;
+        return NULL;
+    }
+    for (;;) {
+        luray_cmsg_t *q = take(c, LURAY_MSG_READY, true, req);
+        if (q)
+            return q;
+        if (all_cached(c)) {
+            if (c->n_abandoned == sizeof(c->abandoned) / sizeof(c->abandoned[0]))
+                c->n_abandoned--; /* forget the oldest: its answer will just sit in the queue */
+            c->abandoned[c->n_abandoned++] = req;
+            return NULL;
+        }
+        int slice = 1000;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                *err = LURAY_ETIMEDOUT;
+                return NULL;
+            }
+            if (left < slice)
+                slice = (int)left;
+        }
+        int rc = recv_some(c, slice);
+        if (c->n_returns)
+            luray_client_flush(c);
+        if (rc == LURAY_EAGAIN) {
+            *err = LURAY_EAGAIN;
+            return NULL;
+        }
+        if (rc == LURAY_ETIMEDOUT && !node_alive(c)) {
+            c->closed = true;
+            *err = LURAY_ECLOSED;
+            return NULL;
+        }
+    }
+}
+
+int luray_client_send_direct(luray_client_t *c, uint32_t proc, uint16_t type, const void *body,
+                             size_t len)
+{
+    int sock = -1;
+    for (uint32_t i = 0; i < c->n_direct; i++)
+        if (c->direct[i].proc == proc)
+            sock = c->direct[i].sock;
+    if (sock < 0) {
+        char addr[4300];
+        snprintf(addr, sizeof(addr), "ipc://%s/p%u.sock", c->session, proc);
+        sock = nn_socket(AF_SP, NN_PUSH);
+        if (sock < 0)
+            return LURAY_EIO;
+        if (nn_connect(sock, addr) < 0) {
+            nn_close(sock);
+            return LURAY_EIO;
+        }
+        uint32_t slot = c->n_direct;
+        if (slot == sizeof(c->direct) / sizeof(c->direct[0])) {
+            slot = (uint32_t)(now_ms() % slot); /* replace one: callers are few */
+            nn_close(c->direct[slot].sock);
+        } else {
+            c->n_direct++;
+        }
+        c->direct[slot].proc = proc;
+        c->direct[slot].sock = sock;
+    }
+    luray_frame_t f;
+    luray_frame_init(&f);
+    luray_buf_t *b = luray_frame_begin(&f, type, 0);
+    luray_buf_put(b, body, len);
+    luray_frame_end(&f);
+    int rc = f.buf.err ? -1 : nn_send(sock, f.buf.data, f.buf.len, NN_DONTWAIT);
+    luray_frame_close(&f);
+    return rc < 0 ? LURAY_EAGAIN : 0;
+}
+
 luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, int timeout_ms,
                                 int *err)
 {
@@ -327,6 +500,8 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
     luray_buf_init(&c->unpins);
     luray_buf_init(&c->returns);
     luray_oidmap_init(&c->cache);
+    luray_oidmap_init(&c->callers);
+    luray_oidmap_init(&c->kept_funcs);
     snprintf(c->session, sizeof(c->session), "%s", session_dir);
     char addr[4300];
     snprintf(c->inbox_path, sizeof(c->inbox_path), "%s/c%d-%ld.sock", session_dir, (int)getpid(),
@@ -393,6 +568,13 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
         snprintf(err, errlen, "malformed welcome from the node");
         goto fail;
     }
+    char direct[4300];
+    snprintf(direct, sizeof(direct), "ipc://%s/p%u.sock", session_dir, c->proc_id);
+    if (nn_bind(c->in_sock, direct) < 0) {
+        free(w);
+        snprintf(err, errlen, "cannot listen on %s: %s", direct, nn_strerror(nn_errno()));
+        goto fail;
+    }
     char shmname[256];
     memcpy(shmname, shm, nlen);
     shmname[nlen] = 0;
@@ -423,6 +605,23 @@ void luray_client_close(luray_client_t *c, bool bye)
     c->in_sock = c->out_sock = -1;
     if (c->inbox_path[0])
         unlink(c->inbox_path);
+    if (c->proc_id) {
+        char direct[4300];
+        snprintf(direct, sizeof(direct), "%s/p%u.sock", c->session, c->proc_id);
+        unlink(direct);
+    }
+    for (uint32_t i = 0; i < c->n_direct; i++)
+        nn_close(c->direct[i].sock);
+    c->n_direct = 0;
+    luray_oidmap_close(&c->callers);
+    for (size_t i = 0; i < c->kept_funcs.cap; i++) {
+        luray_cached_t *e = c->kept_funcs.slots[i].val;
+        if (e) {
+            free(e->blob);
+            free(e);
+        }
+    }
+    luray_oidmap_close(&c->kept_funcs);
     luray_shm_close(&c->shm);
     luray_frame_close(&c->out);
     luray_buf_close(&c->refs);

@@ -46,6 +46,23 @@ typedef struct {
      * answered here while a ref lives (dropped when one of this process's refs to it goes). */
     luray_oidmap_t cache;
     size_t cache_bytes;
+    /* Direct results: a worker sends a task's small results straight to the caller that waits
+     * for them (one hop fewer than through the node). The caller binds a second address named
+     * by its process id, caches results it is waiting for, and drops the node's answer to a get
+     * that the cache already satisfied. */
+    const luray_oid_t *awaiting;
+    uint32_t n_awaiting;
+    uint64_t abandoned[32];
+    uint32_t n_abandoned;
+    luray_oidmap_t callers; /* task id -> caller proc id (workers) */
+    /* Function blobs that came with tasks handed back unstarted: the node counts this worker
+     * as having them, so later tasks of those functions arrive without the blob. */
+    luray_oidmap_t kept_funcs; /* hash (as an id) -> luray_cached_t */
+    struct {
+        uint32_t proc;
+        int sock;
+    } direct[16];
+    uint32_t n_direct;
 } luray_client_t;
 
 typedef struct {
@@ -84,6 +101,12 @@ void luray_client_ref(luray_client_t *c, luray_oid_t id, int32_t delta);
 void luray_client_cache_put(luray_client_t *c, luray_oid_t id, uint8_t state, const void *blob,
                             size_t len);
 const luray_cached_t *luray_client_cache_get(luray_client_t *c, luray_oid_t id);
+/* Waits for READY(req) like luray_client_wait, or until every id in c->awaiting is cached:
+ * then returns NULL with *err 0 and the node's answer is dropped when it comes. */
+luray_cmsg_t *luray_client_wait_get(luray_client_t *c, uint64_t req, int timeout_ms, int *err);
+/* Sends one message straight to another client of this node; best effort, never blocks. */
+int luray_client_send_direct(luray_client_t *c, uint32_t proc, uint16_t type, const void *body,
+                             size_t len);
 void luray_client_unpin(luray_client_t *c, luray_oid_t id);
 luray_oid_t luray_client_new_id(luray_client_t *c);
 uint64_t luray_client_new_req(luray_client_t *c);

@@ -705,11 +705,23 @@ static int l_get(lua_State *L)
     uint64_t req = luray_client_new_req(&c->cl);
     luray_client_set_returning(&c->cl, c->cl.kind == LURAY_PROC_WORKER);
     send_get(c, req, 0, n, timeout, ids, n);
+    int err;
+    c->cl.awaiting = single ? &one : ids;
+    c->cl.n_awaiting = n;
+    luray_cmsg_t *m = luray_client_wait_get(&c->cl, req, -1, &err);
+    c->cl.awaiting = NULL;
+    c->cl.n_awaiting = 0;
     if (!single)
         free(ids);
-    int err;
-    luray_cmsg_t *m = luray_client_wait(&c->cl, LURAY_MSG_READY, req, -1, &err);
     luray_client_set_returning(&c->cl, false);
+    if (!m && err == 0) {
+        /* every result came straight from its worker */
+        if (single) {
+            lua_settop(L, 0);
+            return push_cached(L, luray_client_cache_get(&c->cl, one));
+        }
+        return get_cached_list(L, c, n);
+    }
     if (!m)
         return wait_error(L, err);
     luray_rd_t r;
@@ -813,7 +825,7 @@ static int l_wait(lua_State *L)
 
 /* ---- worker side ---- */
 
-static int push_func(lua_State *L, const luray_task_spec_t *s)
+static int push_func(lua_State *L, ctx_t *c, luray_task_spec_t *s)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, "luray.fncache");
     if (lua_isnil(L, -1)) {
@@ -829,6 +841,11 @@ static int push_func(lua_State *L, const luray_task_spec_t *s)
         return 0;
     }
     lua_pop(L, 1);
+    luray_cached_t *kept = luray_oidmap_del(&c->cl.kept_funcs, luray_proto_id_at(s->func_hash));
+    if (!s->func_blob && kept) {
+        s->func_blob = kept->blob;
+        s->func_blob_len = (uint32_t)kept->len;
+    }
     if (!s->func_blob) {
         lua_pop(L, 1);
         lua_pushliteral(L, "the node sent a task for a function this worker does not have");
@@ -836,6 +853,11 @@ static int push_func(lua_State *L, const luray_task_spec_t *s)
     }
     char err[512];
     int n = luray_ser_decode(L, s->func_blob, s->func_blob_len, 0, err, sizeof(err));
+    if (kept) {
+        free(kept->blob);
+        free(kept);
+        s->func_blob = NULL;
+    }
     if (n != 1) {
         lua_pop(L, 1 + (n > 0 ? n : 0));
         lua_pushfstring(L, "cannot load the task's function: %s", err);
@@ -903,6 +925,8 @@ static int l_recv(lua_State *L)
         free(m);
         return luaL_error(L, "malformed task from the node");
     }
+    if (s.caller && s.kind != LURAY_TASK_ACTOR_CREATE)
+        luray_oidmap_put(&c->cl.callers, s.task_id, (void *)(uintptr_t)s.caller);
     lua_pushliteral(L, "exec");
     lua_createtable(L, 0, 12);
     push_id_raw(L, s.task_id);
@@ -926,7 +950,7 @@ static int l_recv(lua_State *L)
         lua_setfield(L, -2, "max_concurrency");
     }
     if (s.kind != LURAY_TASK_ACTOR_CALL) {
-        if (push_func(L, &s) == 0) {
+        if (push_func(L, c, &s) == 0) {
             lua_setfield(L, -2, "fn");
         } else {
             lua_setfield(L, -2, "error");
@@ -970,7 +994,10 @@ static int l_done(lua_State *L)
     if (idlen != 16)
         return luaL_argerror(L, 1, "task id");
     luray_oid_t id = luray_proto_id_at((const uint8_t *)tid);
+    uint32_t caller = (uint32_t)(uintptr_t)luray_oidmap_del(&c->cl.callers, id);
     int have = lua_gettop(L) - 3;
+    size_t body_at = 0;
+    bool direct = caller != 0 && status != LURAY_DONE_RETRYABLE;
     luray_ser_t *sers = calloc((size_t)(nres > 0 ? nres : 1), sizeof(luray_ser_t));
     bool *stored = calloc((size_t)(nres > 0 ? nres : 1), sizeof(bool));
     if (!sers || !stored) {
@@ -1014,10 +1041,13 @@ static int l_done(lua_State *L)
             return 1; /* the caller turns it into an error result */
         }
         luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_DONE);
+        body_at = b->len;
         luray_proto_put_id(b, id);
         luray_buf_put_u8(b, LURAY_DONE_OK);
         luray_buf_put_u16(b, (uint16_t)nres);
         for (int i = 0; i < nres; i++) {
+            if (stored[i])
+                direct = false; /* the caller reads it from the store through the node */
             luray_buf_put_u8(b, stored[i] ? LURAY_LOC_SHM : LURAY_LOC_INLINE);
             if (!stored[i])
                 put_inline_blob(b, &sers[i]);
@@ -1039,6 +1069,7 @@ static int l_done(lua_State *L)
             return 1;
         }
         luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_DONE);
+        body_at = b->len;
         luray_proto_put_id(b, id);
         luray_buf_put_u8(b, (uint8_t)status);
         luray_buf_put_u16(b, (uint16_t)nres);
@@ -1048,11 +1079,17 @@ static int l_done(lua_State *L)
     }
     free(sers);
     free(stored);
-    /* Results go out at once unless more messages are queued behind them. */
-    if (c->cl.q_head == NULL)
+    /* Results go out at once unless more messages are queued behind them. A caller that may be
+     * waiting also gets them straight from here (not when tasks are queued: then throughput, not
+     * latency, matters, and the node's batched answer serves). */
+    if (c->cl.q_head == NULL) {
+        if (direct && !c->cl.out.buf.err)
+            luray_client_send_direct(&c->cl, caller, LURAY_MSG_RESULT,
+                                     c->cl.out.buf.data + body_at, c->cl.out.buf.len - body_at);
         luray_client_flush(&c->cl);
-    else
+    } else {
         luray_client_maybe_flush(&c->cl);
+    }
     return 0;
 }
 

@@ -713,8 +713,6 @@ void node_on_return(node_t *n, proc_t *p, luray_rd_t *r)
             continue;
         list_remove(t);
         t->worker = NULL;
-        /* The function blob may have travelled with this EXEC: send it again next time. */
-        luray_oidmap_del(&p->funcs, hash_key(t->spec.func_hash));
         task_make_ready(n, t, true);
     }
 }

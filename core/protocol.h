@@ -34,6 +34,7 @@ enum {
     LURAY_MSG_RETURN,     /* worker -> node: tasks handed back unstarted */
     LURAY_MSG_REPLY,      /* node -> client: generic answer (req id, status, JSON or bytes) */
     LURAY_MSG_PG,         /* client -> node: placement group create/remove */
+    LURAY_MSG_RESULT,     /* worker -> caller: a copy of DONE sent straight to a waiting caller */
     LURAY_MSG_TYPE_MAX
 };
 
