@@ -132,7 +132,7 @@ run_chunk() {
 }
 
 tmux -L "$sock" new-session -d -s repl -x 200 -y 50 \
-    "LURAY_HISTORY='$hist' '$LURAY_BIN'; echo LURAY-EXITED \$?; sleep 600" || {
+    "LURAY_TMPDIR='$tmp' LURAY_HISTORY='$hist' '$LURAY_BIN'; echo LURAY-EXITED \$?; sleep 600" || {
     not_ok "tmux session starts"
     echo "1..$n"
     exit 1
@@ -177,6 +177,19 @@ check "Ctrl-C interrupts a running line" eval '[[ $out == *"interrupted"* ]]'
 run_chunk 20 '2 + 3'
 check "the REPL works after an interrupt" test "$out" = 5
 
+run_chunk 60 'slow = luray.remote(function() luray.sleep(30) return 1 end)'
+before=$(prompts)
+send 'luray.get(slow:remote())'
+sleep 2
+tmux -L "$sock" send-keys -t repl C-c
+wait_for 15 more_prompts_than "$before"
+out=$(last_output)
+detail=$(pane | grep -v '^$' | tail -n 15)
+check "Ctrl-C interrupts a line blocked in luray.get" eval '[[ $out == *"interrupted"* ]]'
+
+run_chunk 20 'luray.get(luray.put(6)) * 7'
+check "the cluster still answers after the interrupted get" test "$out" = 42
+
 tmux -L "$sock" send-keys -t repl -l 'this is not lua'
 sleep 0.3
 tmux -L "$sock" send-keys -t repl C-c
@@ -196,7 +209,7 @@ check "the history file has the lines typed" \
 # Ctrl-D on an empty line leaves too, and the history carries over to the next session.
 tmux -L "$sock" kill-session -t repl 2>/dev/null
 tmux -L "$sock" new-session -d -s repl -x 200 -y 50 \
-    "LURAY_HISTORY='$hist' '$LURAY_BIN'; echo LURAY-EXITED \$?; sleep 600"
+    "LURAY_TMPDIR='$tmp' LURAY_HISTORY='$hist' '$LURAY_BIN'; echo LURAY-EXITED \$?; sleep 600"
 wait_for 60 eval 'pane | grep -q "^luray>"'
 tmux -L "$sock" send-keys -t repl Up
 sleep 0.3
