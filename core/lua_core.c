@@ -31,6 +31,7 @@
 #define PIN_MT "luray.Pin"
 #define CTX_MT "luray.Context"
 #define INLINE_MAX (64 * 1024)
+#define ARGS_INLINE_MAX (1024 * 1024)
 
 typedef struct {
     luray_client_t cl;
@@ -431,6 +432,36 @@ static int l_submit(lua_State *L)
     int rc = luray_ser_encode(L, 2, nargs, "argument", &s);
     if (rc)
         return raise_ser(L, &s, rc);
+    luray_oid_t args_object = {0, 0, 0};
+    if (luray_ser_blob_size(&s) > ARGS_INLINE_MAX) {
+        /* Large arguments go into the store once, as one table, and the worker reads them in
+         * place: tensors among them arrive as views of shared memory. */
+        luray_ser_close(&s);
+        luray_ser_init(&s);
+        lua_createtable(L, nargs, 1);
+        for (int i = 1; i <= nargs; i++) {
+            lua_pushvalue(L, 1 + i);
+            lua_rawseti(L, -2, i);
+        }
+        lua_pushinteger(L, nargs);
+        lua_setfield(L, -2, "n");
+        rc = luray_ser_encode(L, lua_gettop(L), 1, "argument", &s);
+        lua_pop(L, 1);
+        if (rc)
+            return raise_ser(L, &s, rc);
+        args_object = luray_client_new_id(&c->cl);
+        bool in_store;
+        rc = store_blob(L, c, &s, args_object, false, &in_store);
+        if (rc) {
+            luray_ser_close(&s);
+            return luaL_error(L, "cannot store the task's arguments: %s", luray_strerror(rc));
+        }
+        /* The stored object holds the refs inside it; the task holds the object and carries
+         * an empty inline argument list. */
+        luray_ser_close(&s);
+        luray_ser_init(&s);
+        luray_ser_encode(L, 1, 0, "argument", &s);
+    }
     /* Top-level refs are dependencies: resolved before the task runs. */
     uint8_t depbuf[16 * 16];
     luray_buf_t deps;
@@ -448,10 +479,16 @@ static int l_submit(lua_State *L)
     luray_buf_init(&contained);
     for (size_t i = 0; i < s.n_refs; i++)
         luray_proto_put_id(&contained, s.refs[i]);
+    uint32_t n_contained = (uint32_t)s.n_refs;
+    if (!luray_oid_is_nil(args_object)) {
+        luray_proto_put_id(&contained, args_object);
+        n_contained++;
+    }
+    spec.args_object = args_object;
     spec.deps = deps.data;
     spec.n_deps = n_deps;
     spec.contained = contained.data;
-    spec.n_contained = (uint32_t)s.n_refs;
+    spec.n_contained = n_contained;
     if (tp->blob_sent && tp->sent_to_proc == c->cl.proc_id)
         spec.func_blob = NULL;
     luray_buf_t argsb;
@@ -468,6 +505,8 @@ static int l_submit(lua_State *L)
     luray_client_end(&c->cl);
     tp->blob_sent = true;
     tp->sent_to_proc = c->cl.proc_id;
+    if (!luray_oid_is_nil(args_object))
+        luray_client_ref(&c->cl, args_object, -1); /* after SUBMIT, which holds it now */
     luray_buf_close(&argsb);
     luray_buf_close(&deps);
     luray_buf_close(&contained);
@@ -945,6 +984,11 @@ static int l_recv(lua_State *L)
     lua_setfield(L, -2, "retries_left");
     push_id_raw(L, s.actor_id);
     lua_setfield(L, -2, "actor_id");
+    if (!luray_oid_is_nil(s.args_object)) {
+        push_ref(L, c, s.args_object);
+        luray_client_ref(&c->cl, s.args_object, 1);
+        lua_setfield(L, -2, "args_object");
+    }
     if (s.kind == LURAY_TASK_ACTOR_CREATE) {
         lua_pushinteger(L, s.max_concurrency);
         lua_setfield(L, -2, "max_concurrency");

@@ -446,6 +446,17 @@ void node_free_tables(node_t *n)
         obj_t *o = n->objs.slots[i].val;
         if (!o)
             continue;
+        /* Gets still waiting at exit: each waiter holds a reference; the timer's was given up
+         * when the loop closed every handle. */
+        for (uint32_t k = 0; k < o->n_waiters; k++) {
+            if (o->waiters[k].is_task)
+                continue;
+            getreq_t *g = o->waiters[k].p;
+            if (--g->refs <= (g->has_timer ? 1 : 0)) {
+                free(g->ids);
+                free(g);
+            }
+        }
         free(o->data);
         free(o->waiters);
         free(o->contained);

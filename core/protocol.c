@@ -39,6 +39,7 @@ void luray_proto_put_task(luray_buf_t *b, const luray_task_spec_t *t)
         luray_buf_put_str(b, t->func_blob, t->func_blob_len);
     luray_buf_put_str(b, t->method, t->method_len);
     luray_buf_put_str(b, t->args, t->args_len);
+    luray_proto_put_id(b, t->args_object);
     luray_buf_put_varint(b, t->n_deps);
     luray_buf_put(b, t->deps, (size_t)t->n_deps * 16);
     luray_buf_put_varint(b, t->n_contained);
@@ -104,6 +105,7 @@ int luray_proto_parse_task(luray_rd_t *r, luray_task_spec_t *t)
         t->func_blob = rd_str32(r, &t->func_blob_len);
     t->method = rd_str32(r, &t->method_len);
     t->args = rd_str32(r, &t->args_len);
+    t->args_object = luray_proto_rd_id(r);
     t->deps = rd_ids(r, &t->n_deps);
     t->contained = rd_ids(r, &t->n_contained);
     t->num_returns = luray_rd_u16(r);

@@ -65,6 +65,9 @@ typedef struct {
     uint32_t method_len;
     const uint8_t *args; /* argument blob */
     uint32_t args_len;
+    /* Large arguments travel through the store: a single table {n=, ...} in this object (nil
+     * id when the arguments are inline). */
+    luray_oid_t args_object;
     uint32_t n_deps;
     const uint8_t *deps; /* n_deps x 16-byte ids: top-level ObjectRef arguments */
     uint32_t n_contained;

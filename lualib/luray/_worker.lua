@@ -32,6 +32,16 @@ local function handler(err)
     return { err = err, tb = tb }
 end
 
+-- Large arguments come as one table in the store: read it (tensors in it are views).
+local function load_args(t)
+    if not t.args_object then return end
+    local ok, packed = pcall(luray.get, t.args_object)
+    t.args_object = nil
+    t.had_args_object = true
+    if not ok then return packed end
+    t.args = packed
+end
+
 -- Replaces top-level ObjectRef arguments by their values; returns an error value if one failed.
 local function resolve_args(args)
     for i = 1, args.n do
@@ -73,16 +83,24 @@ end
 local function run(t, fn, self)
     luray._set_current(t.id)
     if decode_failed(t) then return end
+    local derr = load_args(t)
     local args = t.args
-    local derr = resolve_args(args)
+    derr = derr or resolve_args(args)
     if derr then
         core.done(t.id, 1, t.num_returns, derr)
         return
     end
+    local stored = t.args_object ~= nil or t.had_args_object
     if self then
         finish(t, xpcall(fn, handler, self, table.unpack(args, 1, args.n)))
     else
         finish(t, xpcall(fn, handler, table.unpack(args, 1, args.n)))
+    end
+    if stored then
+        -- views of the stored arguments pin them in the store: let them go now
+        t.args = nil
+        args = nil
+        collectgarbage()
     end
 end
 
@@ -93,8 +111,9 @@ local function create_actor(t)
     actor.self = setmetatable({}, { __index = class })
     actor.concurrency = t.max_concurrency or 1
     luray._set_current(t.id, t.id, actor.concurrency > 1)
+    local derr = load_args(t)
     local args = t.args
-    local derr = resolve_args(args)
+    derr = derr or resolve_args(args)
     if derr then
         core.done(t.id, 1, t.num_returns, derr)
         return

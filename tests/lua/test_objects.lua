@@ -102,6 +102,23 @@ t.test("large values are written once and read in place", function()
     t.eq(#luray.get(make:remote(3 * 1024 * 1024)), 3 * 1024 * 1024)
 end)
 
+t.test("large arguments travel through the store and arrive as views", function()
+    local big = luray.zeros({2 * 1024 * 1024}, "float64") -- 16 MB
+    big:set(7, 3.5)
+    local probe = luray.remote(function(x, s, small)
+        return x:get(7), x:is_readonly(), #s, small
+    end):options{num_returns = 4}
+    local a, b, c, d = probe:remote(big, string.rep("z", 3 * 1024 * 1024), {k = 1})
+    t.eq(luray.get(a), 3.5)
+    t.eq(luray.get(b), true)
+    t.eq(luray.get(c), 3 * 1024 * 1024)
+    t.eq(luray.get(d), {k = 1})
+    -- the arguments' object is freed once the task is done
+    collectgarbage()
+    luray.sleep(0.1)
+    t.truthy(luray._info().object_store.used < 8 * 1024 * 1024, "store still holds the arguments")
+end)
+
 t.test("memory comes back: 2 GB through a 512 MB store", function()
     for i = 1, 20 do
         local tt = luray.zeros({100 * 1024 * 1024 // 8}, "int64")
