@@ -268,6 +268,29 @@ static bool abandoned_reply(luray_client_t *c, uint16_t type, const uint8_t *bod
     return false;
 }
 
+/* The node cancelled a task it pipelined here: hand it back if it is still queued. Otherwise
+ * the CANCEL stays queued, which also keeps the running task's result from going straight to
+ * its caller. */
+static bool cancel_queued(luray_client_t *c, const uint8_t *id)
+{
+    luray_cmsg_t *prev = NULL;
+    for (luray_cmsg_t *q = c->q_head; q; prev = q, q = q->next) {
+        if (q->type != LURAY_MSG_EXEC || q->len < 16 || memcmp(q->body, id, 16) != 0)
+            continue;
+        if (prev)
+            prev->next = q->next;
+        else
+            c->q_head = q->next;
+        if (c->q_tail == q)
+            c->q_tail = prev;
+        free(q);
+        luray_buf_put(&c->returns, id, 16);
+        c->n_returns++;
+        return true;
+    }
+    return false;
+}
+
 static void enqueue_frame(luray_client_t *c, const uint8_t *data, size_t len)
 {
     size_t pos = 0;
@@ -279,6 +302,8 @@ static void enqueue_frame(luray_client_t *c, const uint8_t *data, size_t len)
             take_result(c, m.body, m.len);
             continue;
         }
+        if (m.type == LURAY_MSG_CANCEL && m.len >= 16 && cancel_queued(c, m.body))
+            continue;
         if (abandoned_reply(c, m.type, m.body, m.len))
             continue;
         luray_cmsg_t *q = malloc(sizeof(*q) + m.len);
@@ -485,6 +510,11 @@ luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, 
 
 luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err)
 {
+    /* Read what has arrived before taking from the queue: a CANCEL for a queued task must be
+     * seen before that task is taken. */
+    if (c->q_head)
+        while (recv_some(c, 0) == 0)
+            ;
     return wait_for(c, 0, false, 0, timeout_ms, err);
 }
 

@@ -176,8 +176,11 @@ static void get_reply(node_t *n, getreq_t *g, bool timed_out)
 static void on_get_timeout(uv_timer_t *t)
 {
     getreq_t *g = t->data;
-    if (!g->done)
-        get_reply(g->proc->node, g, true);
+    node_t *n = g->proc->node;
+    if (!g->done) {
+        get_reply(n, g, true);
+        node_flush_all(n);
+    }
 }
 
 void node_on_get(node_t *n, proc_t *p, luray_rd_t *r)

@@ -709,10 +709,23 @@ void node_on_return(node_t *n, proc_t *p, luray_rd_t *r)
         return node_count_bad(n, "RETURN");
     for (uint64_t i = 0; i < count; i++) {
         task_t *t = luray_oidmap_get(&n->tasks, luray_proto_rd_id(r));
-        if (!t || t->worker != p || t->list != &p->pipe)
+        if (!t || t->worker != p)
             continue;
-        list_remove(t);
+        if (t == p->task) {
+            /* The previous task's DONE came first and made this one current, but the worker
+             * never started it: its slot passes on. */
+            worker_next(n, p);
+        } else if (t->list == &p->pipe) {
+            list_remove(t);
+        } else {
+            continue;
+        }
         t->worker = NULL;
+        if (t->cancelled) {
+            task_fail(n, t, "TaskCancelledError", "the task was cancelled before it ran");
+            task_free(n, t);
+            continue;
+        }
         task_make_ready(n, t, true);
     }
 }
@@ -918,7 +931,12 @@ void node_on_cancel(node_t *n, proc_t *p, luray_rd_t *r)
         return;
     }
     if (t->state == T_RUNNING && t->worker && t->worker->task != t) {
-        t->cancelled = true; /* pipelined: its result is dropped when it comes back */
+        /* Pipelined: the worker hands it back if it has not started it; if it has, the result
+         * is dropped when it comes back. */
+        t->cancelled = true;
+        luray_buf_t *b = node_msg_begin(n, t->worker, LURAY_MSG_CANCEL);
+        luray_proto_put_id(b, t->spec.task_id);
+        node_msg_end(t->worker);
         return;
     }
     if (t->state == T_RUNNING && t->worker && t->worker->spawned) {

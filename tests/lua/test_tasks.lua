@@ -99,6 +99,46 @@ t.test("cancel reaches tasks queued behind others", function()
     for i = 21, 30 do t.eq(luray.get(refs[i]), 0.02) end
 end)
 
+t.test("cancel of tasks queued on a busy worker: no value leaks to anyone", function()
+    local core = require("luray.core")
+    local busy = luray.remote(function(i)
+        local t0 = core.now()
+        while core.now() - t0 < 0.15 do end
+        return i
+    end)
+    local refs = {}
+    for i = 1, 16 do refs[i] = busy:remote(i) end
+    luray.wait(refs, {num_returns = 0, timeout = 0})
+    luray.sleep(0.05)
+    for i = 3, 10 do luray.cancel(refs[i]) end
+    local peek = luray.remote(function(box)
+        local ok, v = pcall(luray.get, box[1])
+        return ok and v or v.type
+    end)
+    for i = 1, 16 do
+        if i >= 3 and i <= 10 then
+            local err = t.raises(function() luray.get(refs[i]) end, "cancel")
+            t.eq(err.type, "TaskCancelledError")
+            t.eq(luray.get(peek:remote({refs[i]})), "TaskCancelledError")
+        else
+            t.eq(luray.get(refs[i]), i)
+        end
+    end
+end)
+
+t.test("short get and wait timeouts answer on time", function()
+    local core = require("luray.core")
+    local slow = luray.remote(function() luray.sleep(3) return 1 end):remote()
+    local t0 = core.now()
+    local ready = luray.wait({slow}, {num_returns = 1, timeout = 0.05})
+    t.eq(#ready, 0)
+    t.truthy(core.now() - t0 < 0.4, "wait took " .. (core.now() - t0) .. " s")
+    t0 = core.now()
+    t.raises(function() luray.get(slow, {timeout = 0.1}) end, "timed out")
+    t.truthy(core.now() - t0 < 0.5, "get took " .. (core.now() - t0) .. " s")
+    luray.cancel(slow, {force = true})
+end)
+
 t.test("upvalues are captured by value, modules by name", function()
     local factor = 7
     local helper = { scale = function(x) return x * factor end }
