@@ -419,7 +419,9 @@ static void handle_msg(node_t *n, proc_t *p, const luray_msg_t *m)
     luray_rd_init(&r, m->body, m->len);
     if (m->type == LURAY_MSG_HELLO)
         return on_hello(n, &r);
-    if (!p || p->gone)
+    if (p && p->gone)
+        return; /* a process that said goodbye (or died) may still have had messages in flight */
+    if (!p)
         return node_count_bad(n, "message from an unknown process");
     switch (m->type) {
     case LURAY_MSG_SUBMIT:
