@@ -219,8 +219,11 @@ void node_on_get(node_t *n, proc_t *p, luray_rd_t *r)
     }
     for (uint32_t i = 0; i < g->n; i++) {
         obj_t *o = node_obj_get(n, g->ids[i]);
-        if (o && o->state == LURAY_OBJ_PENDING && node_obj_add_waiter(o, false, g) == 0)
+        if (o && o->state == LURAY_OBJ_PENDING && node_obj_add_waiter(o, false, g) == 0) {
             g->refs++;
+            if (!g->wait_mode)
+                node_task_caller_waits(n, p, g->ids[i]);
+        }
     }
     if (timeout_ms > 0) {
         uv_timer_init(n->loop, &g->timer);
@@ -491,4 +494,5 @@ void node_free_tables(node_t *n)
         free(n->funcs.slots[i].val);
     luray_oidmap_close(&n->funcs);
     free(n->named);
+    free(n->to_flush);
 }

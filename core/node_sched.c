@@ -229,6 +229,9 @@ static void actor_flush_queue(node_t *n, actor_t *a)
 static void send_exec(node_t *n, proc_t *w, task_t *t)
 {
     luray_task_spec_t spec = t->spec;
+    /* The worker sends results straight to the caller only when the caller waits for them. */
+    if (!t->caller_waits)
+        spec.caller = 0;
     luray_oid_t key = hash_key(spec.func_hash);
     spec.func_blob = NULL;
     spec.func_blob_len = 0;
@@ -322,6 +325,12 @@ static void pipe_task(node_t *n, task_t *t, proc_t *w)
 
 void node_schedule(node_t *n)
 {
+    for (uint32_t i = 0; i < n->n_to_flush; i++) {
+        actor_t *a = n->to_flush[i];
+        a->flush_pending = false;
+        actor_flush_queue(n, a);
+    }
+    n->n_to_flush = 0;
     if (n->stopping)
         return;
     /* Shapes that did not fit in this pass: later tasks of the same shape are skipped cheaply. */
@@ -378,6 +387,15 @@ void node_task_dep_ready(node_t *n, task_t *t)
 {
     if (t->state == T_WAITING && --t->deps_left == 0)
         task_make_ready(n, t, false);
+}
+
+/* A get from `p` is waiting for object `id`: if it is a result of p's own task not sent yet,
+ * that task's results will go straight to p. */
+void node_task_caller_waits(node_t *n, proc_t *p, luray_oid_t id)
+{
+    task_t *t = luray_oidmap_get(&n->tasks, luray_oid_task(id));
+    if (t && t->spec.caller == p->id && t->state != T_RUNNING)
+        t->caller_waits = true;
 }
 
 /* ---- submit ---- */
@@ -492,7 +510,21 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
         }
         t->actor = a;
         list_push(&a->queue, t, false);
-        actor_flush_queue(n, a);
+        /* Sent at the end of this batch, so a GET in the same frame is seen first. */
+        if (!a->flush_pending && a->state == A_ALIVE) {
+            if (n->n_to_flush == n->cap_to_flush) {
+                uint32_t cap = n->cap_to_flush ? n->cap_to_flush * 2 : 16;
+                actor_t **v = realloc(n->to_flush, cap * sizeof(*v));
+                if (!v) {
+                    actor_flush_queue(n, a);
+                    return;
+                }
+                n->to_flush = v;
+                n->cap_to_flush = cap;
+            }
+            a->flush_pending = true;
+            n->to_flush[n->n_to_flush++] = a;
+        }
         return;
     }
     char why[512];

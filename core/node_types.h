@@ -68,6 +68,7 @@ struct task {
     bool unschedulable;
     uint32_t retries_left;
     bool cancelled;
+    bool caller_waits; /* a get of its results from its caller was pending when it was sent */
     task_t *next, *prev;
     task_list_t *list;
 };
@@ -110,6 +111,7 @@ struct actor {
     int restarts_left;
     task_list_t queue;    /* calls waiting for the actor to be alive */
     task_list_t inflight; /* calls sent to the worker */
+    bool flush_pending;
     char *death;
     int64_t held[NODE_MAX_RES];
 };
@@ -156,7 +158,8 @@ struct node {
     luray_oidmap_t actors;
     luray_oidmap_t funcs; /* hash -> blob record */
     task_list_t ready;
-    luray_oidmap_t names; /* not used: names live in a small list */
+    actor_t **to_flush; /* actors with calls queued in this batch, sent at its end */
+    uint32_t n_to_flush, cap_to_flush;
     actor_t **named;
     uint32_t n_named, cap_named;
 
