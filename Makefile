@@ -100,8 +100,9 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@LURAY_BUILD=$(BUILD) scripts/bench/run.sh
 
-bench-peers: bench
-	@scripts/bench/peers/run.sh
+bench-peers: deps
+	@$(MAKE) --no-print-directory all
+	@LURAY_BUILD=$(BUILD) scripts/bench/peers/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/luray/plugins \
