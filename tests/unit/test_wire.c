@@ -594,6 +594,7 @@ static void fill_spec(luray_task_spec_t *t, uint8_t kind)
     t->method_len = 4;
     t->args = (const uint8_t *)g_args;
     t->args_len = sizeof(g_args) - 1;
+    t->args_object = (luray_oid_t){1, 5, 0x70000};
     for (size_t i = 0; i < sizeof(g_deps); i++)
         g_deps[i] = (uint8_t)(i * 3 + 1);
     for (size_t i = 0; i < sizeof(g_contained); i++)
@@ -649,6 +650,7 @@ static void assert_spec_eq(const luray_task_spec_t *a, const luray_task_spec_t *
     assert_bytes_eq(a->func_blob, a->func_blob_len, b->func_blob, b->func_blob_len);
     assert_bytes_eq(a->method, a->method_len, b->method, b->method_len);
     assert_bytes_eq(a->args, a->args_len, b->args, b->args_len);
+    assert_true(luray_oid_eq(a->args_object, b->args_object));
     assert_bytes_eq(a->deps, a->n_deps * 16, b->deps, b->n_deps * 16);
     assert_int_equal(a->n_deps, b->n_deps);
     assert_bytes_eq(a->contained, a->n_contained * 16, b->contained, b->n_contained * 16);
@@ -753,10 +755,11 @@ static void test_task_minimal(void **state)
     luray_buf_close(&b);
 }
 
-/* Offset of n_res in the encoding of a spec with no blob, empty method/args and no ids:
- * task id, kind, actor id, hash, blob flag, method len, args len, n_deps, n_contained,
- * num_returns, max_retries, retry_exceptions. */
-#define NRES_OFFSET (16 + 1 + 16 + 16 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1)
+/* Offset of n_deps in the encoding of a spec with no blob, empty method/args and no ids:
+ * task id, kind, actor id, hash, blob flag, method len, args len, args object id. */
+#define NDEPS_OFFSET (16 + 1 + 16 + 16 + 1 + 1 + 1 + 16)
+/* Offset of n_res: then n_deps, n_contained, num_returns, max_retries, retry_exceptions. */
+#define NRES_OFFSET (NDEPS_OFFSET + 1 + 1 + 2 + 1 + 1)
 
 static void test_task_invalid_values(void **state)
 {
@@ -829,10 +832,9 @@ static void test_task_invalid_values(void **state)
         luray_proto_put_task(&b, &t); /* a valid spec is the tail we append to a new prefix */
         luray_buf_t m;
         luray_buf_init(&m);
-        luray_buf_put(&m, b.data, 16 + 1 + 16 + 16 + 1 + 1 + 1); /* up to args */
-        luray_buf_put_varint(&m, counts[i]);                      /* n_deps */
-        luray_buf_put(&m, b.data + 16 + 1 + 16 + 16 + 1 + 1 + 1 + 1,
-                      b.len - (16 + 1 + 16 + 16 + 1 + 1 + 1 + 1));
+        luray_buf_put(&m, b.data, NDEPS_OFFSET); /* up to n_deps */
+        luray_buf_put_varint(&m, counts[i]);     /* n_deps */
+        luray_buf_put(&m, b.data + NDEPS_OFFSET + 1, b.len - (NDEPS_OFFSET + 1));
         uint8_t *d = dup_exact(m.data, m.len);
         luray_rd_init(&r, d, m.len);
         assert_int_equal(luray_proto_parse_task(&r, &got), LURAY_EPROTO);
