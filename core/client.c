@@ -518,6 +518,18 @@ luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err)
     return wait_for(c, 0, false, 0, timeout_ms, err);
 }
 
+static char inproc_session[4096], inproc_node[256];
+
+void luray_client_set_inproc(const char *session_dir, const char *inproc_addr)
+{
+    if (!session_dir || !inproc_addr) {
+        inproc_session[0] = inproc_node[0] = 0;
+        return;
+    }
+    snprintf(inproc_session, sizeof(inproc_session), "%s", session_dir);
+    snprintf(inproc_node, sizeof(inproc_node), "%s", inproc_addr);
+}
+
 int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, uint32_t worker_id,
                          int timeout_ms, char *err, size_t errlen)
 {
@@ -554,7 +566,21 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
         snprintf(err, errlen, "cannot listen on %s: %s", addr, nn_strerror(nn_errno()));
         goto fail;
     }
-    snprintf(addr, sizeof(addr), "ipc://%s/node.sock", session_dir);
+    bool inproc = inproc_node[0] && strcmp(inproc_session, session_dir) == 0;
+    char inbox[4300];
+    snprintf(inbox, sizeof(inbox), "ipc://%s", c->inbox_path);
+    if (inproc) {
+        /* the node shares this process: both directions go over inproc */
+        snprintf(inbox, sizeof(inbox), "inproc://luray-client-%d-%ld", (int)getpid(),
+                 (long)(now_ms() % 100000));
+        if (nn_bind(c->in_sock, inbox) < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", inbox, nn_strerror(nn_errno()));
+            goto fail;
+        }
+        snprintf(addr, sizeof(addr), "%s", inproc_node);
+    } else {
+        snprintf(addr, sizeof(addr), "ipc://%s/node.sock", session_dir);
+    }
     if (nn_connect(c->out_sock, addr) < 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", addr, nn_strerror(nn_errno()));
         goto fail;
@@ -563,8 +589,6 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
     luray_buf_put_u8(b, (uint8_t)kind);
     luray_buf_put_u32(b, (uint32_t)getpid());
     luray_buf_put_u32(b, worker_id);
-    char inbox[4300];
-    snprintf(inbox, sizeof(inbox), "ipc://%s", c->inbox_path);
     luray_buf_put_str(b, inbox, strlen(inbox));
     luray_client_end(c);
     int e;

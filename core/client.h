@@ -77,6 +77,10 @@ typedef struct {
  * (worker_id then is the id the node gave it). Waits up to timeout_ms for the welcome. */
 int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, uint32_t worker_id,
                          int timeout_ms, char *err, size_t errlen);
+/* The node of session_dir runs in this process and listens on inproc_addr: connections to it
+ * from here go over nanomsg's inproc transport. NULL forgets it. */
+void luray_client_set_inproc(const char *session_dir, const char *inproc_addr);
+
 /* Says goodbye when `bye`, then closes everything. */
 void luray_client_close(luray_client_t *c, bool bye);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "lua_setup.h"
 #include "log.h"
 #include "lua_tensor.h"
+#include "node.h"
 #include "plugin_host.h"
 #include "protocol.h"
 #include "serialize.h"
@@ -32,6 +34,7 @@
 #define CTX_MT "luray.Context"
 #define INLINE_MAX (64 * 1024)
 #define ARGS_INLINE_MAX (1024 * 1024)
+#define DONE_BATCH 8
 
 typedef struct {
     luray_client_t cl;
@@ -114,6 +117,7 @@ static int l_ref_eq(lua_State *L)
 }
 
 static ctx_t *g_ctx; /* the process's connection, for decoders that create refs */
+static luray_node_thread_t *g_node_thread; /* the embedded node, when it runs here */
 
 static int ref_encode(const luray_host_api_t *host, lua_State *L, int idx, luray_ser_writer_t *w)
 {
@@ -1131,8 +1135,10 @@ static int l_done(lua_State *L)
             luray_client_send_direct(&c->cl, caller, LURAY_MSG_RESULT,
                                      c->cl.out.buf.data + body_at, c->cl.out.buf.len - body_at);
         luray_client_flush(&c->cl);
-    } else {
-        luray_client_maybe_flush(&c->cl);
+    } else if (c->cl.out.count >= DONE_BATCH) {
+        /* with tasks queued here, results go back in small batches: the node refills this
+         * worker's queue while it works on the rest */
+        luray_client_flush(&c->cl);
     }
     return 0;
 }
@@ -1377,13 +1383,35 @@ static int l_start_node(lua_State *L)
     o.node_id = 1;
     o.host = "127.0.0.1";
     o.ready_fd = -1;
-    pid_t pid;
+    pid_t pid = 0;
     char err[512];
-    if (luray_session_spawn_node(&o, false, &pid, err, sizeof(err))) {
-        luray_session_remove(dir);
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+    luray_session_sweep_shm();
+    const char *mode = getenv("LURAY_EMBEDDED");
+    if (mode && strcmp(mode, "process") == 0) {
+        if (luray_session_spawn_node(&o, false, &pid, err, sizeof(err))) {
+            luray_session_remove(dir);
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+    } else {
+        /* The default: the node on a thread of this driver, reached over inproc. */
+        static unsigned counter;
+        char inproc[128];
+        snprintf(inproc, sizeof(inproc), "inproc://luray-node-%d-%u", (int)getpid(), ++counter);
+        o.inproc_addr = inproc;
+        if (g_node_thread) {
+            lua_pushnil(L);
+            lua_pushstring(L, "an embedded cluster is already running in this process");
+            return 2;
+        }
+        if (luray_node_start_thread(&o, &g_node_thread, err, sizeof(err))) {
+            luray_session_remove(dir);
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        luray_client_set_inproc(dir, inproc);
     }
     lua_pushstring(L, dir);
     lua_pushinteger(L, pid);
@@ -1410,6 +1438,16 @@ static int l_reap(lua_State *L)
     double timeout = luaL_optnumber(L, 2, 5);
     const char *dir = luaL_optstring(L, 3, NULL);
     int status;
+    if (pid == 0) {
+        /* the node thread: SHUTDOWN was sent; after it ends nobody is left to say goodbye to */
+        luray_node_join(g_node_thread, (int)(timeout * 1000));
+        g_node_thread = NULL;
+        luray_client_set_inproc(NULL, NULL);
+        ctx_disconnect(ctx_of(L), false);
+        if (dir)
+            luray_session_remove(dir);
+        return 0;
+    }
     struct timespec step = {0, 2000000};
     double waited = 0;
     bool termed = false;
@@ -1426,6 +1464,7 @@ static int l_reap(lua_State *L)
         nanosleep(&step, NULL);
         waited += 0.002;
     }
+    ctx_disconnect(ctx_of(L), false);
     if (dir)
         luray_session_remove(dir);
     return 0;
@@ -1454,6 +1493,13 @@ static void on_sigusr1(int sig)
 
 static int l_enable_cancel(lua_State *L)
 {
+    /* A worker shares its driver's terminal when the node runs in the driver: Ctrl-C there is
+     * for the driver, which stops the cluster in order. */
+    signal(SIGINT, SIG_IGN);
+    /* A worker ends with its node, even in the middle of a long task. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(1);
     cancel_L = L;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

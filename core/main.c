@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,43 @@ static void set_arg_table(lua_State *L, int argc, char **argv, int script)
     lua_setglobal(L, "arg");
 }
 
+/* Ctrl-C or SIGTERM during `luray run` stop the script with an error, as lua.c does, so the
+ * cluster it started goes down in order; a second one ends the process at once. */
+static lua_State *run_L;
+
+static void run_stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void run_on_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    signal(sig, SIG_DFL);
+    if (run_L)
+        lua_sethook(run_L, run_stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void run_catch_signals(lua_State *L)
+{
+    run_L = L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = run_on_signal; /* no SA_RESTART: a blocking get returns EINTR */
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void run_release_signals(void)
+{
+    run_L = NULL;
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     driver_opts_t o = {0};
@@ -599,12 +637,14 @@ static int cmd_run(int argc, char **argv)
     luaL_checkstack(L, nargs + 4, "too many arguments to the script");
     for (int i = script + 1; i < argc; i++)
         lua_pushstring(L, argv[i]);
+    run_catch_signals(L);
     status = luray_lua_pcall_traceback(L, nargs, 0);
     int rc = 0;
     if (status != LUA_OK) {
         luray_lua_report(L, status);
         rc = 1;
     }
+    run_release_signals();
     if (driver_finish(L) != 0)
         rc = 1;
     close_state(L);

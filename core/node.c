@@ -555,10 +555,9 @@ void node_stop(node_t *n)
     }
     node_flush_all(n);
     uv_timer_start(&n->stop_timer, on_stop_timer, 2000, 0);
-    static uv_timer_t check;
-    uv_timer_init(n->loop, &check);
-    check.data = n;
-    uv_timer_start(&check, on_stop_check, 5, 5);
+    uv_timer_init(n->loop, &n->stop_check);
+    n->stop_check.data = n;
+    uv_timer_start(&n->stop_check, on_stop_check, 5, 5);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -635,7 +634,9 @@ int luray_node_main(const luray_node_opts_t *opts)
 {
     node_t node = {0}, *n = &node;
     n->opts = opts;
-    n->loop = uv_default_loop();
+    if (uv_loop_init(&n->own_loop) != 0)
+        return 1;
+    n->loop = &n->own_loop;
     int status = 1;
     char addr[4300], spill[4200];
 
@@ -663,7 +664,8 @@ int luray_node_main(const luray_node_opts_t *opts)
     int big = 16 * 1024 * 1024;
     nn_setsockopt(n->inbox, NN_SOL_SOCKET, NN_RCVBUF, &big, sizeof(big));
     snprintf(addr, sizeof(addr), "ipc://%s/node.sock", opts->session_dir);
-    if (n->inbox < 0 || nn_bind(n->inbox, addr) < 0) {
+    if (n->inbox < 0 || nn_bind(n->inbox, addr) < 0 ||
+        (opts->inproc_addr && nn_bind(n->inbox, opts->inproc_addr) < 0)) {
         luray_log(LURAY_LOG_ERROR, "node", "cannot listen on %s: %s", addr, nn_strerror(nn_errno()));
         goto err_store;
     }
@@ -673,12 +675,14 @@ int luray_node_main(const luray_node_opts_t *opts)
     uv_poll_init(n->loop, &n->inbox_poll, fd);
     n->inbox_poll.data = n;
     uv_poll_start(&n->inbox_poll, UV_READABLE, on_inbox);
-    uv_signal_init(n->loop, &n->sigterm);
-    n->sigterm.data = n;
-    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
-    uv_signal_init(n->loop, &n->sigint);
-    n->sigint.data = n;
-    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    if (!opts->inproc_addr) { /* on a driver's thread, signals are the driver's */
+        uv_signal_init(n->loop, &n->sigterm);
+        n->sigterm.data = n;
+        uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+        uv_signal_init(n->loop, &n->sigint);
+        n->sigint.data = n;
+        uv_signal_start(&n->sigint, on_signal, SIGINT);
+    }
     uv_timer_init(n->loop, &n->liveness);
     n->liveness.data = n;
     uv_timer_start(&n->liveness, on_liveness, 500, 500);
@@ -733,5 +737,6 @@ err_store:
     unlink(addr);
     snprintf(addr, sizeof(addr), "%s/node.sock", opts->session_dir);
     unlink(addr);
+    uv_loop_close(n->loop);
     return status;
 }

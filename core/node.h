@@ -17,9 +17,20 @@ typedef struct {
     int port; /* recorded in node.json for `luray status`/--address */
     const char *host;
     int ready_fd; /* written one byte when serving (or -1) */
+    /* Set when the node runs on a thread of its driver (the embedded cluster): the node also
+     * listens on this inproc:// address, and leaves signals to the driver. */
+    const char *inproc_addr;
 } luray_node_opts_t;
 
 /* Runs the node until a SHUTDOWN message or SIGTERM/SIGINT; returns the exit status. */
 int luray_node_main(const luray_node_opts_t *opts);
+
+/* The embedded cluster's node on a thread of this process (opts->inproc_addr set): returns once
+ * it serves (0) or failed to start (LURAY_E*, message in err). luray_node_join waits for it to
+ * end after a SHUTDOWN message. */
+typedef struct luray_node_thread luray_node_thread_t;
+int luray_node_start_thread(const luray_node_opts_t *opts, luray_node_thread_t **out, char *err,
+                            size_t errlen);
+int luray_node_join(luray_node_thread_t *t, int timeout_ms);
 
 #endif

@@ -169,8 +169,13 @@ static void get_reply(node_t *n, getreq_t *g, bool timed_out)
     for (uint32_t i = 0; i < g->n; i++)
         put_entry(n, p, b, node_obj_get(n, g->ids[i]), g->ids[i], !g->wait_mode && !timed_out);
     node_msg_end(p);
-    if (p->blocked)
-        node_worker_blocked(n, p, false);
+    /* A worker stays blocked while any of its gets waits: one answered late (the worker went
+     * on with a result it got directly) must not count it as running again. */
+    if (g->blocking) {
+        g->blocking = false;
+        if (p->n_blocking && --p->n_blocking == 0 && p->blocked)
+            node_worker_blocked(n, p, false);
+    }
 }
 
 static void on_get_timeout(uv_timer_t *t)
@@ -232,8 +237,12 @@ void node_on_get(node_t *n, proc_t *p, luray_rd_t *r)
         g->refs++;
         uv_timer_start(&g->timer, on_get_timeout, (uint64_t)timeout_ms, 0);
     }
-    if (p->kind == LURAY_PROC_WORKER && p->task && !p->blocked)
-        node_worker_blocked(n, p, true);
+    if (p->kind == LURAY_PROC_WORKER && p->task) {
+        g->blocking = true;
+        p->n_blocking++;
+        if (!p->blocked)
+            node_worker_blocked(n, p, true);
+    }
     getreq_unref(g);
 }
 

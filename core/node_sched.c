@@ -15,7 +15,7 @@
 #define POOL_MAX 256
 /* Tasks sent to a busy worker ahead of time when the queue is long: the worker runs them back to
  * back and batches their results, which saves a round trip per task. */
-#define PIPE_MAX 4
+#define PIPE_MAX 16
 #define FAILED_SHAPES 8
 
 typedef struct {
@@ -587,10 +587,17 @@ static void release_worker(node_t *n, proc_t *w)
  * worker goes idle. */
 static void worker_next(node_t *n, proc_t *w)
 {
-    if (w->pipe.head && w->wstate == W_BUSY && !w->blocked) {
+    if (w->pipe.head && w->wstate == W_BUSY) {
         task_t *next = w->pipe.head;
         list_remove(next);
         w->task = next;
+        if (w->blocked) {
+            /* The finished task's resources were lent out while it waited (it went on with a
+             * result it got directly): the next one takes them back now. */
+            for (int i = 0; i < n->n_res; i++)
+                n->avail[i] -= w->held[i];
+            w->blocked = false;
+        }
         return;
     }
     release_worker(n, w);

@@ -90,6 +90,7 @@ struct proc {
     task_t *task; /* running normal task */
     task_list_t pipe; /* normal tasks sent behind it, same resource shape, not started yet */
     bool blocked;
+    uint32_t n_blocking; /* gets of this worker that wait now: blocked while there are any */
     int64_t held[NODE_MAX_RES];
     actor_t *actor;
     luray_oidmap_t refs;  /* id -> (intptr_t) count held by this process */
@@ -125,6 +126,7 @@ struct getreq {
     uint32_t have;
     bool wait_mode;
     bool done;
+    bool blocking; /* counted in its worker's n_blocking */
     bool has_timer;
     int refs; /* waiter registrations + the timer */
     uv_timer_t timer;
@@ -165,6 +167,8 @@ struct node {
 
     bool stopping;
     uv_timer_t stop_timer;
+    uv_timer_t stop_check;
+    uv_loop_t own_loop;
     uint64_t dropped_frames;
     uint64_t tasks_finished;
     uint64_t tasks_submitted;

@@ -437,7 +437,6 @@ err_pipe:
     return rc;
 }
 
-static void remove_dead_shm(void);
 
 /* Waits until none of pids is alive, reaping our own children, for up to ms. */
 static bool wait_dead(const pid_t *pids, size_t n, int ms)
@@ -474,7 +473,7 @@ int luray_session_kill_node(pid_t pid, int timeout_ms)
     if (!wait_dead(&pid, 1, 2000))
         return LURAY_ETIMEDOUT;
     /* A killed node could not unlink its store. */
-    remove_dead_shm();
+    luray_session_sweep_shm();
     return 0;
 }
 
@@ -762,8 +761,7 @@ static int kill_orphan_workers(const char *base)
     return (int)nk;
 }
 
-/* Unlinks /dev/shm/luray-<pid>-* segments of ours whose process is gone. */
-static void remove_dead_shm(void)
+void luray_session_sweep_shm(void)
 {
     DIR *d = opendir("/dev/shm");
     if (!d)
@@ -860,7 +858,7 @@ int luray_session_stop_all(int *n_stopped)
         (read_current(base, cur, sizeof(cur)) != 0 || stat(cur, &st) != 0))
         unlink(link);
 
-    remove_dead_shm();
+    luray_session_sweep_shm();
     return rc;
 }
 

@@ -72,6 +72,9 @@ int luray_session_stop_all(int *n_stopped);
 
 /* Removes dir and everything below it, not following symlinks. A missing dir is not an error. */
 int luray_session_remove(const char *dir);
+/* Unlinks /dev/shm/luray-<pid>-* segments of ours whose process is gone (a driver or node that
+ * was killed outright could not remove its store). */
+void luray_session_sweep_shm(void);
 
 /* Default resources: the CPUs this process may use; for the store 30% of physical memory, at
  * most 8 GiB, at most 90% of the free space of /dev/shm, and at least 64 MiB. */

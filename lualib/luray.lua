@@ -161,6 +161,14 @@ end
 
 function M.is_initialized() return state.initialized end
 
+-- A script that ends with os.exit still takes its embedded cluster down in order (its node runs
+-- inside this process and would otherwise leave its store behind).
+local real_exit = os.exit
+os.exit = function(...)
+    if state.initialized and state.embedded_pid then pcall(M.shutdown) end
+    return real_exit(...)
+end
+
 local function ensure()
     if not state.initialized then M.init() end
 end

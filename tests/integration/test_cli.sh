@@ -131,6 +131,23 @@ L run --config "$work/cfg.json" --num-cpus 3 --object-store-memory 64MB "$work/c
 check "--config gives defaults that flags override" bash -c "[ $rc = 0 ] &&
     [ \"\$(cat '$out')\" = \"$(printf '127.0.0.1:1\t3\tinteger\ttrue')\" ]"
 
+# A script that ends with os.exit while its embedded cluster runs: the exit status is kept and
+# the cluster goes down in order (no store segment of a dead process is left in /dev/shm).
+cat >"$work/exit.lua" <<'EOF'
+print(luray.get(luray.remote(function() return 5 end):remote()))
+os.exit(3)
+EOF
+L run --num-cpus 1 "$work/exit.lua"
+dead_after_exit=
+for f in /dev/shm/luray-*; do
+    [ -e "$f" ] || continue
+    pid=${f#/dev/shm/luray-}
+    pid=${pid%%-*}
+    kill -0 "$pid" 2>/dev/null || dead_after_exit="$dead_after_exit $f"
+done
+check "os.exit keeps its status and takes the embedded cluster down" bash -c "[ $rc = 3 ] &&
+    [ \"\$(cat '$out')\" = 5 ] && [ -z '$dead_after_exit' ]"
+
 # A head node on a random free port.
 port=
 for _ in $(seq 50); do
