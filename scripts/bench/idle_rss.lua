@@ -1,5 +1,6 @@
 -- Bench "idle RSS": starts the embedded cluster, lets its workers start and go idle, then reads
--- VmRSS of the node daemon (`luray _node`) and its workers (`luray _worker`) from /proc.
+-- VmRSS of the node daemon (`luray _node`, run as a process: LURAY_EMBEDDED=process) and its
+-- workers (`luray _worker`) from /proc.
 local luray = require("luray")
 local dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local B = dofile(dir .. "/lib/bench.lua")

@@ -95,7 +95,11 @@ else
     failed+=(cold_run_seconds)
 fi
 
+# The node daemon's own footprint: measured with the embedded node as a separate process, the
+# way `luray start` runs it (by default an embedded node is a thread of the driver).
+export LURAY_EMBEDDED=process
 run_group idle_rss
+unset LURAY_EMBEDDED
 run_group core_tasks
 run_group core_actors
 run_group core_objects
