@@ -374,8 +374,20 @@ static luray_cmsg_t *take(luray_client_t *c, uint16_t type, bool match_req, uint
     return NULL;
 }
 
+static bool all_cached(luray_client_t *c)
+{
+    if (!c->n_awaiting)
+        return false;
+    for (uint32_t i = 0; i < c->n_awaiting; i++)
+        if (!luray_oidmap_get(&c->cache, c->awaiting[i]))
+            return false;
+    return true;
+}
+
+/* Waits for a message (of `type`, with `req` when match_req), or until `satisfied(c)` holds:
+ * then NULL with *err 0. */
 static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, uint64_t req,
-                              int timeout_ms, int *err)
+                              int timeout_ms, int *err, bool (*satisfied)(luray_client_t *))
 {
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     *err = 0;
@@ -387,6 +399,8 @@ static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, 
         luray_cmsg_t *q = take(c, type, match_req, req);
         if (q)
             return q;
+        if (satisfied && satisfied(c))
+            return NULL;
         int slice = 1000;
         if (deadline >= 0) {
             int64_t left = deadline - now_ms();
@@ -410,59 +424,17 @@ static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, 
             return NULL;
         }
     }
-}
-
-static bool all_cached(luray_client_t *c)
-{
-    if (!c->n_awaiting)
-        return false;
-    for (uint32_t i = 0; i < c->n_awaiting; i++)
-        if (!luray_oidmap_get(&c->cache, c->awaiting[i]))
-            return false;
-    return true;
 }
 
 luray_cmsg_t *luray_client_wait_get(luray_client_t *c, uint64_t req, int timeout_ms, int *err)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-    *err = 0;
-    if (luray_client_flush(c)) {
-        *err = LURAY_ECLOSED;
-        return NULL;
+    luray_cmsg_t *q = wait_for(c, LURAY_MSG_READY, true, req, timeout_ms, err, all_cached);
+    if (!q && *err == 0) {
+        if (c->n_abandoned == sizeof(c->abandoned) / sizeof(c->abandoned[0]))
+            c->n_abandoned--; /* forget the oldest: its answer will just sit in the queue */
+        c->abandoned[c->n_abandoned++] = req;
     }
-    for (;;) {
-        luray_cmsg_t *q = take(c, LURAY_MSG_READY, true, req);
-        if (q)
-            return q;
-        if (all_cached(c)) {
-            if (c->n_abandoned == sizeof(c->abandoned) / sizeof(c->abandoned[0]))
-                c->n_abandoned--; /* forget the oldest: its answer will just sit in the queue */
-            c->abandoned[c->n_abandoned++] = req;
-            return NULL;
-        }
-        int slice = 1000;
-        if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
-            if (left <= 0) {
-                *err = LURAY_ETIMEDOUT;
-                return NULL;
-            }
-            if (left < slice)
-                slice = (int)left;
-        }
-        int rc = recv_some(c, slice);
-        if (c->n_returns)
-            luray_client_flush(c);
-        if (rc == LURAY_EAGAIN) {
-            *err = LURAY_EAGAIN;
-            return NULL;
-        }
-        if (rc == LURAY_ETIMEDOUT && !node_alive(c)) {
-            c->closed = true;
-            *err = LURAY_ECLOSED;
-            return NULL;
-        }
-    }
+    return q;
 }
 
 int luray_client_send_direct(luray_client_t *c, uint32_t proc, uint16_t type, const void *body,
@@ -505,7 +477,7 @@ int luray_client_send_direct(luray_client_t *c, uint32_t proc, uint16_t type, co
 luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, int timeout_ms,
                                 int *err)
 {
-    return wait_for(c, type, true, req, timeout_ms, err);
+    return wait_for(c, type, true, req, timeout_ms, err, NULL);
 }
 
 luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err)
@@ -515,7 +487,7 @@ luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err)
     if (c->q_head)
         while (recv_some(c, 0) == 0)
             ;
-    return wait_for(c, 0, false, 0, timeout_ms, err);
+    return wait_for(c, 0, false, 0, timeout_ms, err, NULL);
 }
 
 static char inproc_session[4096], inproc_node[256];

@@ -668,6 +668,26 @@ static int push_cached(lua_State *L, const luray_cached_t *e)
     return 2;
 }
 
+/* Pops the (status, value) pair on top into vals[i]; a failed entry also goes to errs[i] as
+ * {status, value} (errs, at its index, starts as nil and becomes a table when needed). */
+static void store_entry(lua_State *L, int vals, int errs, uint32_t i)
+{
+    if (lua_tointeger(L, -2) != 0) {
+        if (lua_isnil(L, errs)) {
+            lua_newtable(L);
+            lua_replace(L, errs);
+        }
+        lua_createtable(L, 2, 0);
+        lua_pushvalue(L, -3);
+        lua_rawseti(L, -2, 1);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, errs, (lua_Integer)i);
+    }
+    lua_rawseti(L, vals, (lua_Integer)i);
+    lua_pop(L, 1);
+}
+
 /* All of the list is cached: (0, values, errors) without asking the node. */
 static int get_cached_list(lua_State *L, ctx_t *c, uint32_t n)
 {
@@ -682,20 +702,7 @@ static int get_cached_list(lua_State *L, ctx_t *c, uint32_t n)
         luray_oid_t id = r->id;
         lua_pop(L, 1);
         push_cached(L, luray_client_cache_get(&c->cl, id));
-        if (lua_tointeger(L, -2) != 0) {
-            if (lua_isnil(L, errs)) {
-                lua_newtable(L);
-                lua_replace(L, errs);
-            }
-            lua_createtable(L, 2, 0);
-            lua_pushvalue(L, -3);
-            lua_rawseti(L, -2, 1);
-            lua_pushvalue(L, -2);
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, errs, (lua_Integer)i + 1);
-        }
-        lua_rawseti(L, vals, (lua_Integer)i + 1);
-        lua_pop(L, 1);
+        store_entry(L, vals, errs, i + 1);
     }
     return 3;
 }
@@ -795,21 +802,7 @@ static int l_get(lua_State *L)
     int errs = lua_gettop(L);
     for (uint32_t i = 0; i < n; i++) {
         push_entry(L, c, &r);
-        lua_Integer st = lua_tointeger(L, -2);
-        if (st != 0) {
-            if (lua_isnil(L, errs)) {
-                lua_newtable(L);
-                lua_replace(L, errs);
-            }
-            lua_createtable(L, 2, 0);
-            lua_pushvalue(L, -3);
-            lua_rawseti(L, -2, 1);
-            lua_pushvalue(L, -2);
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, errs, (lua_Integer)i + 1);
-        }
-        lua_rawseti(L, vals, (lua_Integer)i + 1);
-        lua_pop(L, 1);
+        store_entry(L, vals, errs, i + 1);
     }
     free(m);
     luray_client_maybe_flush(&c->cl);
