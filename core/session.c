@@ -195,8 +195,11 @@ static bool proc_arg1(pid_t pid, char *out, size_t len)
     return true;
 }
 
+static bool pid_runs_this_program(pid_t pid);
+
 /* A node.json outlives a node killed with SIGKILL; its pid may since name another process. A node
- * runs as `luray _node`, or in `luray start --block` itself. */
+ * runs as `luray _node`, in `luray start --block` itself, or on a thread of the driver that
+ * started an embedded cluster (`luray run`, the REPL): then the pid is that driver's. */
 static bool pid_is_node(pid_t pid)
 {
     char arg1[32];
@@ -204,7 +207,8 @@ static bool pid_is_node(pid_t pid)
         return false;
     if (!proc_arg1(pid, arg1, sizeof(arg1)))
         return true;
-    return strcmp(arg1, "_node") == 0 || strcmp(arg1, "start") == 0;
+    return strcmp(arg1, "_node") == 0 || strcmp(arg1, "start") == 0 ||
+           pid_runs_this_program(pid);
 }
 
 static int self_exe(char *out, size_t len)
@@ -215,6 +219,16 @@ static int self_exe(char *out, size_t len)
     if (snprintf(out, len, "%s", buf) >= (int)len)
         return LURAY_EINVAL;
     return 0;
+}
+
+/* True when pid runs the same luray executable as this process. */
+static bool pid_runs_this_program(pid_t pid)
+{
+    char mine[PATH_MAX], path[64], theirs[PATH_MAX];
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    if (self_exe(mine, sizeof(mine)) != 0 || !realpath(path, theirs))
+        return false;
+    return strcmp(mine, theirs) == 0;
 }
 
 /* The last non-empty line of a file, for errors that point at a log. */

@@ -223,4 +223,21 @@ check "status after stop fails with a clear message" bash -c "[ $rc = 1 ] &&
     grep -q 'no luray cluster is running' '$err' && grep -q \"luray start --head\" '$err' &&
     [ \$(grep -c . '$err') = 1 ]"
 
+# `luray stop` also stops a script running its own embedded cluster: the script gets an error
+# (as for Ctrl-C), its cluster goes down in order and nothing is left behind.
+cat >"$work/long.lua" <<'EOF'
+local f = luray.remote(function() luray.sleep(30) return 1 end)
+print("started")
+io.stdout:flush()
+luray.get(f:remote())
+EOF
+timeout -k 5 60 "$LURAY_BIN" run "$work/long.lua" >"$work/long.out" 2>"$work/long.err" </dev/null &
+long_pid=$!
+for _ in $(seq 50); do grep -q started "$work/long.out" 2>/dev/null && break; sleep 0.1; done
+L stop
+wait "$long_pid"
+long_rc=$?
+check "stop ends a script's embedded cluster in order" bash -c "[ $long_rc = 1 ] &&
+    grep -q 'interrupted' '$work/long.err' && [ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$')\" ]"
+
 [ "$failures" -eq 0 ]
