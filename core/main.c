@@ -40,7 +40,7 @@ static const char usage_main[] =
     "  run SCRIPT [ARGS]  runs a Lua script as a driver ('luray run --help')\n"
     "  start --head       starts a head node on this machine ('luray start --help')\n"
     "  status             shows nodes, resources, tasks, actors and object store use\n"
-    "  stop               stops the luray nodes of this machine and removes their files\n"
+    "  stop               stops the luray clusters of this machine and removes their files\n"
     "  plugins            lists the plugins found, their versions and ABI, and which are loaded\n"
     "\n"
     "options of the REPL (as for run): --address HOST:PORT, --num-cpus N, --num-gpus N,\n"
@@ -52,7 +52,10 @@ static const char usage_main[] =
     "  LURAY_ADDRESS      the cluster to use when no --address is given (HOST:PORT or auto)\n"
     "  LURAY_TMPDIR       where local clusters keep their files (default "
     LURAY_SESSION_BASE_DEFAULT ")\n"
-    "  LURAY_HISTORY      the REPL's history file (default ~/.luray_history)\n";
+    "  LURAY_HISTORY      the REPL's history file (default ~/.luray_history)\n"
+    "  LURAY_PLUGIN_PATH  folders searched for plugins before the install's own (colon-separated)\n"
+    "  LURAY_EMBEDDED     'process' runs an embedded cluster's node as a child process\n"
+    "                     (default: a thread of the driver)\n";
 
 static const char usage_run[] =
     "usage: luray run [OPTIONS] SCRIPT.lua [ARGS...]\n"
