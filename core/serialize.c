@@ -9,6 +9,7 @@
 
 #include <lauxlib.h>
 
+#include "copy.h"
 #include "errors.h"
 #include "errors_str.h"
 
@@ -834,7 +835,7 @@ void luray_ser_write(const luray_ser_t *s, void *dst)
         put_le(d + HEADER_LEN + i * OOB_ENTRY_LEN, off, 8);
         put_le(d + HEADER_LEN + i * OOB_ENTRY_LEN + 8, s->oob[i].len, 8);
         if (s->oob[i].len)
-            memcpy(d + off, s->oob[i].ptr, s->oob[i].len);
+            luray_copy(d + off, s->oob[i].ptr, s->oob[i].len);
         pos = off + s->oob[i].len;
     }
 }
