@@ -507,6 +507,7 @@ static void on_liveness(uv_timer_t *t)
             errno == ESRCH)
             node_proc_gone(n, p, "the driver process exited");
     }
+    node_retire_idle(n);
     node_schedule(n);
     node_flush_all(n);
 }
@@ -643,6 +644,9 @@ int luray_node_main(const luray_node_opts_t *opts)
     signal(SIGPIPE, SIG_IGN);
     if (setup_resources(n))
         return 1;
+    const char *idle = getenv("LURAY_IDLE_WORKER_TIMEOUT");
+    double idle_s = idle ? atof(idle) : 10.0;
+    n->idle_timeout_ms = (uint64_t)((idle_s > 0 ? idle_s : 10.0) * 1000);
     luray_oidmap_init(&n->objs);
     luray_oidmap_init(&n->tasks);
     luray_oidmap_init(&n->actors);

@@ -50,6 +50,7 @@ void node_worker_died(node_t *n, proc_t *p, const char *why);
 void node_driver_left(node_t *n, proc_t *p);
 void node_worker_blocked(node_t *n, proc_t *p, bool blocked);
 void node_schedule(node_t *n);
+void node_retire_idle(node_t *n);
 void node_task_caller_waits(node_t *n, proc_t *p, luray_oid_t id);
 
 #endif

@@ -263,6 +263,7 @@ static proc_t *pop_idle(node_t *n)
 static void push_idle(node_t *n, proc_t *w)
 {
     w->wstate = W_IDLE;
+    w->idle_since = uv_now(n->loop);
     w->idle_next = n->idle;
     n->idle = w;
 }
@@ -830,7 +831,7 @@ void node_worker_died(node_t *n, proc_t *p, const char *why)
 {
     int was = p->wstate;
     p->wstate = W_DEAD;
-    if (was != W_ACTOR && n->n_pool)
+    if (was != W_ACTOR && n->n_pool && !p->retired)
         n->n_pool--;
     while (p->pipe.head) {
         task_t *t = p->pipe.head;
@@ -911,6 +912,27 @@ void node_driver_left(node_t *n, proc_t *p)
         actor_t *a = n->actors.slots[i].val;
         if (a && a->owner == p->id && !a->detached && a->state != A_DEAD)
             kill_actor(n, a, true, "its owner (the driver) exited");
+    }
+}
+
+/* Workers beyond the warm pool (started while tasks blocked in get) exit after idling a while,
+ * so a burst of nested tasks does not leave its workers behind for good. */
+void node_retire_idle(node_t *n)
+{
+    uint32_t warm = (uint32_t)(n->opts->num_cpus + 0.999);
+    if (warm < 1)
+        warm = 1;
+    uint64_t now = uv_now(n->loop);
+    for (uint32_t i = 0; i < n->n_procs && n->n_pool > warm; i++) {
+        proc_t *w = n->procs[i];
+        if (w->gone || w->wstate != W_IDLE || w->sock < 0 ||
+            now - w->idle_since < n->idle_timeout_ms)
+            continue;
+        w->retired = true;
+        w->wstate = W_DEAD; /* no longer offered work; its exit is reaped as usual */
+        n->n_pool--;
+        node_msg_begin(n, w, LURAY_MSG_EXIT);
+        node_msg_end(w);
     }
 }
 

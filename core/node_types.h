@@ -98,6 +98,8 @@ struct proc {
     luray_oidmap_t funcs; /* function hashes this worker has */
     proc_t *idle_next;
     bool gone;
+    bool retired; /* an extra worker told to exit after idling */
+    uint64_t idle_since; /* loop time (ms) it last became idle */
     uint32_t tasks_done;
 };
 
@@ -166,6 +168,7 @@ struct node {
     uint32_t n_named, cap_named;
 
     bool stopping;
+    uint64_t idle_timeout_ms; /* extra workers idle this long exit (LURAY_IDLE_WORKER_TIMEOUT) */
     uv_timer_t stop_timer;
     uv_timer_t stop_check;
     uv_loop_t own_loop;
