@@ -97,13 +97,27 @@ void luray_client_maybe_flush(luray_client_t *c)
         luray_client_flush(c);
 }
 
+void luray_cached_free(luray_cached_t *e)
+{
+    if (e) {
+        free(e->blob);
+        free(e);
+    }
+}
+
+static void close_cached_map(luray_oidmap_t *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        luray_cached_free(m->slots[i].val);
+    luray_oidmap_close(m);
+}
+
 static void cache_drop(luray_client_t *c, luray_oid_t id)
 {
     luray_cached_t *e = luray_oidmap_del(&c->cache, id);
     if (e) {
         c->cache_bytes -= e->len;
-        free(e->blob);
-        free(e);
+        luray_cached_free(e);
     }
 }
 
@@ -640,27 +654,13 @@ void luray_client_close(luray_client_t *c, bool bye)
         nn_close(c->direct[i].sock);
     c->n_direct = 0;
     luray_oidmap_close(&c->callers);
-    for (size_t i = 0; i < c->kept_funcs.cap; i++) {
-        luray_cached_t *e = c->kept_funcs.slots[i].val;
-        if (e) {
-            free(e->blob);
-            free(e);
-        }
-    }
-    luray_oidmap_close(&c->kept_funcs);
+    close_cached_map(&c->kept_funcs);
     luray_shm_close(&c->shm);
     luray_frame_close(&c->out);
     luray_buf_close(&c->refs);
     luray_buf_close(&c->unpins);
     luray_buf_close(&c->returns);
-    for (size_t i = 0; i < c->cache.cap; i++) {
-        luray_cached_t *e = c->cache.slots[i].val;
-        if (e) {
-            free(e->blob);
-            free(e);
-        }
-    }
-    luray_oidmap_close(&c->cache);
+    close_cached_map(&c->cache);
     c->cache_bytes = 0;
     while (c->q_head) {
         luray_cmsg_t *q = c->q_head;

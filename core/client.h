@@ -73,6 +73,9 @@ typedef struct {
 
 #define LURAY_CLIENT_CACHE_MAX (256u * 1024 * 1024)
 
+/* Frees an entry of `cache` or `kept_funcs`; NULL is a no-op. */
+void luray_cached_free(luray_cached_t *e);
+
 /* Connects to the node serving session_dir; kind is LURAY_PROC_DRIVER or LURAY_PROC_WORKER
  * (worker_id then is the id the node gave it). Waits up to timeout_ms for the welcome. */
 int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, uint32_t worker_id,

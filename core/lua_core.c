@@ -890,8 +890,7 @@ static int push_func(lua_State *L, ctx_t *c, luray_task_spec_t *s)
     char err[512];
     int n = luray_ser_decode(L, s->func_blob, s->func_blob_len, 0, err, sizeof(err));
     if (kept) {
-        free(kept->blob);
-        free(kept);
+        luray_cached_free(kept);
         s->func_blob = NULL;
     }
     if (n != 1) {
