@@ -88,6 +88,13 @@ int luray_node_start_thread(const luray_node_opts_t *opts, luray_node_thread_t *
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int rc = pthread_create(&t->tid, NULL, run, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* SIGCHLD (the node's workers exiting) is the node's: blocked here, it goes to the node
+     * thread and never interrupts the driver's waits, which take EINTR for a Ctrl-C. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (rc == 0)
+        pthread_sigmask(SIG_BLOCK, &chld, NULL);
     if (rc != 0) {
         close(t->ready[1]);
         snprintf(err, errlen, "cannot start the node thread");
@@ -122,5 +129,9 @@ int luray_node_join(luray_node_thread_t *t, int timeout_ms)
     pthread_join(t->tid, NULL);
     int status = t->status;
     thread_free(t);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
     return status;
 }
