@@ -78,12 +78,21 @@ static const char usage_run[] =
 
 static const char usage_start[] =
     "usage: luray start --head [OPTIONS]\n"
+    "       luray start --address HOST:PORT [--token-file F] [OPTIONS]\n"
     "\n"
-    "Starts a head node on this machine and prints the address that drivers join.\n"
+    "--head starts a head node on this machine: the cluster directory beside a node. It prints\n"
+    "the address that nodes and drivers join and where the cluster token file is (made with mode\n"
+    "0600 on first start; a head started again with the same port keeps its token, its named\n"
+    "detached actors and its jobs). --address starts a node that joins the cluster at HOST:PORT.\n"
+    "Messages between nodes are authenticated with the token; a node without it never joins.\n"
     "\n"
     "options:\n"
-    "  --port P                    the cluster's port (default 6380)\n"
+    "  --port P                    the head: the cluster's port (default 6380; the control port\n"
+    "                              for status and jobs is P+1). A node: its own port (default:\n"
+    "                              the first free one from the head's port + 2)\n"
     "  --host H                    the address to bind (default 127.0.0.1)\n"
+    "  --token-file F              a joining node: the cluster token (default: env\n"
+    "                              LURAY_TOKEN_FILE, else $LURAY_TMPDIR/cluster-PORT/token)\n"
     "  --num-cpus N                CPUs to offer (default: all online CPUs)\n"
     "  --num-gpus N                GPUs to offer (default 0)\n"
     "  --resources JSON            custom resources, such as '{\"disk\": 2}'\n"
@@ -672,10 +681,57 @@ static bool valid_resources(const char *text, char *why, size_t len)
     return ok;
 }
 
-static void print_started(const char *address, const char *dir, pid_t pid, bool block)
+/* The head's folder that outlives its sessions ($LURAY_TMPDIR/cluster-PORT: the token, the
+ * directory log, jobs) and the token file a node uses. */
+static int cluster_paths(const char *address, const char *token_file, char *state, size_t slen,
+                         char *token, size_t tlen, bool head, char *err, size_t errlen)
+{
+    char base[PATH_MAX];
+    if (luray_session_base(base, sizeof(base)) != 0) {
+        snprintf(err, errlen, "cannot use the session folder (LURAY_TMPDIR)");
+        return LURAY_EIO;
+    }
+    const char *colon = strrchr(address, ':');
+    int w = snprintf(state, slen, "%s/cluster-%s", base, colon ? colon + 1 : "6380");
+    if (w < 0 || (size_t)w >= slen) {
+        snprintf(err, errlen, "LURAY_TMPDIR is too long");
+        return LURAY_EINVAL;
+    }
+    if (head) {
+        if (mkdir(state, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create %.900s: %s", state, strerror(errno));
+            return LURAY_EIO;
+        }
+        w = snprintf(token, tlen, "%s/token", state);
+        return w < 0 || (size_t)w >= tlen ? LURAY_EINVAL : 0;
+    }
+    if (!token_file || !*token_file)
+        token_file = getenv("LURAY_TOKEN_FILE");
+    if (token_file && *token_file)
+        w = snprintf(token, tlen, "%s", token_file);
+    else
+        w = snprintf(token, tlen, "%s/token", state);
+    if (w < 0 || (size_t)w >= tlen) {
+        snprintf(err, errlen, "the token file's path is too long");
+        return LURAY_EINVAL;
+    }
+    if (access(token, R_OK) != 0) {
+        snprintf(err, errlen, "no cluster token at %.900s: copy the head's token file here and "
+                 "pass --token-file FILE (or set LURAY_TOKEN_FILE)", token);
+        return LURAY_ENOENT;
+    }
+    return 0;
+}
+
+static void print_started(const char *address, const char *dir, const char *token, pid_t pid,
+                          bool block)
 {
     printf("luray: started a head node at %s (pid %d)\n", address, (int)pid);
     printf("\n");
+    printf("  to join a node:        luray start --address %s\n", address);
+    printf("                         (on another machine add --token-file with a copy of the token)\n");
+    printf("  cluster token:         %s (mode 0600; nodes, drivers and job clients need it)\n",
+           token);
     printf("  to connect a script:   luray run --address %s script.lua\n", address);
     printf("               or with:  LURAY_ADDRESS=%s luray run script.lua\n", address);
     printf("  to look at it:         luray status\n");
@@ -689,8 +745,9 @@ static void print_started(const char *address, const char *dir, pid_t pid, bool 
 
 static int cmd_start(int argc, char **argv)
 {
-    bool head = false, block = false;
+    bool head = false, block = false, port_given = false;
     const char *host = LURAY_DEFAULT_HOST, *resources = NULL, *join = NULL, *v = NULL;
+    const char *token_file = NULL;
     long port = LURAY_DEFAULT_PORT;
     double cpus = luray_session_default_cpus(), gpus = 0;
     uint64_t store = 0;
@@ -705,11 +762,14 @@ static int cmd_start(int argc, char **argv)
         } else if (opt_value(argc, argv, &i, "--address", &v)) {
             join = v ? v : "";
         } else if (opt_value(argc, argv, &i, "--token-file", &v)) {
-            /* only meaningful with --address */
+            if (!v || !*v)
+                return usage_error("start", "%s needs a file", "--token-file");
+            token_file = v;
         } else if (opt_value(argc, argv, &i, "--port", &v)) {
-            if (!v || !parse_int(v, 1, 65535, &port))
-                return usage_error("start", "--port needs a number from 1 to 65535, not '%s'",
+            if (!v || !parse_int(v, 1, 65534, &port))
+                return usage_error("start", "--port needs a number from 1 to 65534, not '%s'",
                                    v ? v : "");
+            port_given = true;
         } else if (opt_value(argc, argv, &i, "--host", &v)) {
             if (!v || !*v)
                 return usage_error("start", "%s needs an address", "--host");
@@ -737,30 +797,36 @@ static int cmd_start(int argc, char **argv)
             return usage_error("start", "unknown option %s", argv[i]);
         }
     }
-    if (join) {
-        fprintf(stderr, "luray start --address: joining a cluster is not supported by this build "
-                        "yet; start a head node with 'luray start --head'\n");
-        return 1;
-    }
-    if (!head)
-        return usage_error("start", "%s", "say --head to start a head node");
+    if (head && join)
+        return usage_error("start", "%s", "say --head or --address, not both");
+    if (!head && !join)
+        return usage_error("start", "%s",
+                           "say --head to start a head node, or --address HOST:PORT to join one");
+    if (join && (!*join || !strchr(join, ':')))
+        return usage_error("start", "--address needs HOST:PORT, not '%s'", join);
     if (store == 0)
         store = luray_session_default_store_memory();
 
-    char dir[PATH_MAX], err[1024], address[300];
+    char dir[PATH_MAX], err[1024], address[300], state[PATH_MAX], token[PATH_MAX];
     luray_session_node_t node;
-    if (luray_session_find(NULL, dir, sizeof(dir), NULL, 0) == 0 &&
-        luray_session_alive(dir, &node)) {
+    bool have_current = luray_session_find(NULL, dir, sizeof(dir), NULL, 0) == 0 &&
+                        luray_session_alive(dir, &node);
+    if (head && have_current) {
         fprintf(stderr,
                 "luray start: a luray cluster is already running at %s:%d; stop it with 'luray "
                 "stop'\n", node.host, node.port);
         return 1;
     }
     snprintf(address, sizeof(address), "%s:%ld", host, port);
-    if (luray_session_find(address, dir, sizeof(dir), NULL, 0) == 0) {
+    if (head && luray_session_find(address, dir, sizeof(dir), NULL, 0) == 0) {
         fprintf(stderr,
                 "luray start: a luray cluster already uses port %ld (session %s); stop it with "
                 "'luray stop' or pick another --port\n", port, dir);
+        return 1;
+    }
+    if (cluster_paths(head ? address : join, token_file, state, sizeof(state), token,
+                      sizeof(token), head, err, sizeof(err)) != 0) {
+        fprintf(stderr, "luray start: %s\n", err);
         return 1;
     }
     int rc = luray_session_create(dir, sizeof(dir));
@@ -783,16 +849,28 @@ static int cmd_start(int argc, char **argv)
         .resources_json = resources,
         .object_store_memory = store,
         .node_id = 1,
-        .port = (int)port,
+        .port = join && !port_given ? 0 : (int)port,
         .host = host,
         .ready_fd = -1,
+        .head = head,
+        .join = join,
+        .token_file = token,
+        .state_dir = head ? state : NULL,
     };
+    /* Drivers on this machine use the head when it is here, else the first node started. */
+    bool make_current = head || !have_current;
     if (block) {
-        if (luray_session_set_current(dir) != 0)
+        if (make_current && luray_session_set_current(dir) != 0)
             fprintf(stderr, "luray start: warning: cannot point the current session at %s\n", dir);
-        print_started(address, dir, getpid(), true);
+        if (head)
+            print_started(address, dir, token, getpid(), true);
+        else
+            printf("luray: node joining the cluster at %s (pid %d); Ctrl-C stops it\n", join,
+                   (int)getpid());
+        fflush(stdout);
         int status = luray_node_main(&opts);
-        luray_session_clear_current(dir);
+        if (make_current)
+            luray_session_clear_current(dir);
         luray_session_remove(dir);
         return status;
     }
@@ -800,15 +878,25 @@ static int cmd_start(int argc, char **argv)
     rc = luray_session_spawn_node(&opts, true, &pid, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "luray start: %s\n", err);
+        luray_session_remove(dir);
         return 1;
     }
-    if (luray_session_set_current(dir) != 0) {
+    if (make_current && luray_session_set_current(dir) != 0) {
         fprintf(stderr, "luray start: cannot point %s/current at the new session; stop it with "
                         "'luray stop'\n", getenv("LURAY_TMPDIR") ? getenv("LURAY_TMPDIR")
                                                                  : LURAY_SESSION_BASE_DEFAULT);
         return 1;
     }
-    print_started(address, dir, pid, false);
+    if (head) {
+        print_started(address, dir, token, pid, false);
+    } else {
+        luray_session_node_t me;
+        int mp = luray_session_read_node(dir, &me) == 0 ? me.port : 0;
+        printf("luray: node %08x joined the cluster at %s (pid %d, listening on %s:%d)\n",
+               me.node_id, join, (int)pid, host, mp);
+        printf("  log:      %s/logs/node.log\n", dir);
+        fflush(stdout);
+    }
     return 0;
 }
 
@@ -1071,6 +1159,14 @@ static int cmd_node(int argc, char **argv)
             ok = v && parse_int(v, 1, 0x7fffffffL, &n) && (opts.node_id = (uint32_t)n);
         else if (opt_value(argc, argv, &i, "--ready-fd", &v))
             ok = v && parse_int(v, 0, 65535, &n) && ((opts.ready_fd = (int)n), true);
+        else if (strcmp(opt, "--head") == 0)
+            opts.head = 1;
+        else if (opt_value(argc, argv, &i, "--join", &v))
+            ok = v && (opts.join = v);
+        else if (opt_value(argc, argv, &i, "--token-file", &v))
+            ok = v && (opts.token_file = v);
+        else if (opt_value(argc, argv, &i, "--state-dir", &v))
+            ok = v && (opts.state_dir = v);
         else
             ok = false;
         if (!ok) {

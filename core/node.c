@@ -19,12 +19,15 @@
 
 #include "errors_str.h"
 #include "log.h"
+#include "node_cluster.h"
 #include "node_internal.h"
+#include "node_remote.h"
 #include "serialize.h"
 
 /* ---- sending ---- */
 
 static void on_send_ready(uv_poll_t *h, int status, int events);
+static void proc_flush(node_t *n, proc_t *p);
 
 void node_mark_dirty(node_t *n, proc_t *p)
 {
@@ -43,9 +46,50 @@ luray_buf_t *node_msg_begin(node_t *n, proc_t *p, uint16_t type)
 
 void node_msg_end(proc_t *p) { luray_frame_end(&p->out); }
 
+void node_wait_writable(node_t *n, proc_t *p)
+{
+    if (p->send_poll_on)
+        return;
+    /* One poll handle per socket, made the first time it fills up and kept until it closes. */
+    if (p->send_poll_fd != p->sock + 1) {
+        int fd;
+        size_t sz = sizeof(fd);
+        if (p->send_poll_fd || nn_getsockopt(p->sock, NN_SOL_SOCKET, NN_SNDFD, &fd, &sz) != 0)
+            return;
+        uv_poll_init(n->loop, &p->send_poll, fd);
+        p->send_poll.data = p;
+        p->send_poll_fd = p->sock + 1;
+    }
+    uv_poll_start(&p->send_poll, UV_READABLE, on_send_ready);
+    p->send_poll_on = true;
+}
+
+void node_stop_waiting_writable(proc_t *p)
+{
+    if (p->send_poll_on) {
+        uv_poll_stop(&p->send_poll);
+        p->send_poll_on = false;
+    }
+}
+
+/* The socket closes: so does its poll handle. */
+static void proc_close_sock(proc_t *p)
+{
+    node_stop_waiting_writable(p);
+    if (p->send_poll_fd && !uv_is_closing((uv_handle_t *)&p->send_poll))
+        uv_close((uv_handle_t *)&p->send_poll, NULL);
+    if (p->sock >= 0)
+        nn_close(p->sock);
+    p->sock = -1;
+}
+
 static void proc_flush(node_t *n, proc_t *p)
 {
-    if (luray_frame_empty(&p->out) || p->sock < 0 || p->gone)
+    if (p->gone || p->sock < 0)
+        return;
+    if (p->kind == LURAY_PROC_PEER)
+        return node_peer_flush(n, p);
+    if (luray_frame_empty(&p->out))
         return;
     if (p->out.buf.err) {
         luray_log(LURAY_LOG_ERROR, "node", "dropping a frame to process %u: %s", p->id,
@@ -56,10 +100,7 @@ static void proc_flush(node_t *n, proc_t *p)
     int rc = nn_send(p->sock, p->out.buf.data, p->out.buf.len, NN_DONTWAIT);
     if (rc >= 0) {
         luray_frame_reset(&p->out);
-        if (p->send_poll_on) {
-            uv_poll_stop(&p->send_poll);
-            p->send_poll_on = false;
-        }
+        node_stop_waiting_writable(p);
         return;
     }
     if (nn_errno() != EAGAIN) {
@@ -68,16 +109,7 @@ static void proc_flush(node_t *n, proc_t *p)
         luray_frame_reset(&p->out);
         return;
     }
-    if (!p->send_poll_on) {
-        int fd;
-        size_t sz = sizeof(fd);
-        if (nn_getsockopt(p->sock, NN_SOL_SOCKET, NN_SNDFD, &fd, &sz) == 0) {
-            uv_poll_init(n->loop, &p->send_poll, fd);
-            p->send_poll.data = p;
-            uv_poll_start(&p->send_poll, UV_READABLE, on_send_ready);
-            p->send_poll_on = true;
-        }
-    }
+    node_wait_writable(n, p);
 }
 
 static void on_send_ready(uv_poll_t *h, int status, int events)
@@ -98,7 +130,7 @@ void node_flush_all(node_t *n)
 
 /* ---- processes ---- */
 
-static proc_t *proc_new(node_t *n, int kind)
+proc_t *node_proc_new(node_t *n, int kind)
 {
     if (n->n_procs == n->cap_procs) {
         uint32_t cap = n->cap_procs ? n->cap_procs * 2 : 64;
@@ -136,12 +168,12 @@ static void on_proc_handle_closed(uv_handle_t *h) { (void)h; }
 
 int node_spawn_worker(node_t *n)
 {
-    proc_t *p = proc_new(n, LURAY_PROC_WORKER);
+    proc_t *p = node_proc_new(n, LURAY_PROC_WORKER);
     if (!p)
         return LURAY_ENOMEM;
     char idbuf[32], nodebuf[32];
     snprintf(idbuf, sizeof(idbuf), "LURAY_WORKER_ID=%u", p->id);
-    snprintf(nodebuf, sizeof(nodebuf), "LURAY_NODE_ID=%u", n->opts->node_id);
+    snprintf(nodebuf, sizeof(nodebuf), "LURAY_NODE_ID=%u", n->node_id);
     extern char **environ;
     size_t nenv = 0;
     while (environ[nenv])
@@ -220,19 +252,16 @@ void node_proc_gone(node_t *n, proc_t *p, const char *why)
     if (p->gone)
         return;
     p->gone = true;
-    if (p->send_poll_on) {
-        uv_poll_stop(&p->send_poll);
-        p->send_poll_on = false;
-    }
-    if (p->sock >= 0) {
-        nn_close(p->sock);
-        p->sock = -1;
-    }
+    proc_close_sock(p);
     luray_frame_close(&p->out);
-    if (p->kind == LURAY_PROC_WORKER)
+    node_peer_free_sealed(p);
+    if (p->kind == LURAY_PROC_WORKER) {
         node_worker_died(n, p, why);
-    else
+    } else {
+        if (p->kind == LURAY_PROC_PEER)
+            node_peer_left(n, p, why);
         node_driver_left(n, p);
+    }
     proc_release_everything(n, p);
 }
 
@@ -290,7 +319,7 @@ static void on_hello(node_t *n, luray_rd_t *r)
         if (!p || p->kind != LURAY_PROC_WORKER || p->wstate != W_STARTING || p->sock >= 0)
             return node_count_bad(n, "HELLO (unknown worker)");
     } else {
-        p = proc_new(n, LURAY_PROC_DRIVER);
+        p = node_proc_new(n, LURAY_PROC_DRIVER);
         if (!p)
             return;
         p->pid = (pid_t)pid;
@@ -301,7 +330,7 @@ static void on_hello(node_t *n, luray_rd_t *r)
         return;
     }
     luray_buf_t *b = node_msg_begin(n, p, LURAY_MSG_WELCOME);
-    luray_buf_put_u32(b, n->opts->node_id);
+    luray_buf_put_u32(b, n->node_id);
     luray_buf_put_u32(b, p->id);
     luray_buf_put_str(b, n->shm_name, strlen(n->shm_name));
     luray_buf_put_u64(b, n->opts->object_store_memory);
@@ -340,7 +369,7 @@ static char *info_json(node_t *n)
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
     cJSON *me = cJSON_CreateObject();
     char nid[16];
-    snprintf(nid, sizeof(nid), "%08x", n->opts->node_id);
+    snprintf(nid, sizeof(nid), "%08x", n->node_id);
     cJSON_AddStringToObject(me, "node_id", nid);
     char addr[300];
     snprintf(addr, sizeof(addr), "%s:%d", n->opts->host ? n->opts->host : "127.0.0.1",
@@ -392,17 +421,25 @@ static char *info_json(node_t *n)
     return s;
 }
 
+void node_reply(node_t *n, proc_t *p, uint64_t req, uint32_t status, const void *bytes,
+                size_t len)
+{
+    luray_buf_t *b = node_msg_begin(n, p, LURAY_MSG_REPLY);
+    luray_buf_put_u64(b, req);
+    luray_buf_put_u32(b, status);
+    luray_buf_put_str(b, bytes, len);
+    node_msg_end(p);
+}
+
 static void on_info(node_t *n, proc_t *p, luray_rd_t *r)
 {
     uint64_t req = luray_rd_u64(r);
     if (r->err)
         return node_count_bad(n, "INFO");
+    if (n->cluster && (n->dir || n->registered))
+        return node_cluster_info(n, p, req);
     char *s = info_json(n);
-    luray_buf_t *b = node_msg_begin(n, p, LURAY_MSG_REPLY);
-    luray_buf_put_u64(b, req);
-    luray_buf_put_u32(b, 0);
-    luray_buf_put_str(b, s ? s : "{}", s ? strlen(s) : 2);
-    node_msg_end(p);
+    node_reply(n, p, req, 0, s ? s : "{}", s ? strlen(s) : 2);
     free(s);
 }
 
@@ -413,7 +450,7 @@ void node_count_bad(node_t *n, const char *what)
               (unsigned long long)n->dropped_frames);
 }
 
-static void handle_msg(node_t *n, proc_t *p, const luray_msg_t *m)
+void node_handle_msg(node_t *n, proc_t *p, const luray_msg_t *m)
 {
     luray_rd_t r;
     luray_rd_init(&r, m->body, m->len);
@@ -454,6 +491,8 @@ static void handle_msg(node_t *n, proc_t *p, const luray_msg_t *m)
         return on_bye(n, p);
     case LURAY_MSG_SHUTDOWN:
         return on_shutdown(n, p);
+    case LURAY_MSG_PG:
+        return node_on_pg(n, p, &r);
     default:
         return node_count_bad(n, "unknown-type");
     }
@@ -479,7 +518,10 @@ static void handle_frame(node_t *n, const uint8_t *data, size_t len)
     size_t pos = 0;
     luray_msg_t m;
     while (luray_frame_next(data, len, &pos, &m) == 1) {
-        handle_msg(n, p, &m);
+        if (p && p->kind == LURAY_PROC_PEER)
+            node_count_bad(n, "frame from a peer on the local socket");
+        else
+            node_handle_msg(n, p, &m);
     }
 }
 
@@ -616,12 +658,33 @@ static int write_node_json(node_t *n)
         return LURAY_EIO;
     fprintf(f,
             "{\"pid\": %d, \"node_id\": %u, \"host\": \"%s\", \"port\": %d, \"shm\": \"%s\", "
-            "\"object_store_memory\": %llu, \"num_cpus\": %g}\n",
-            (int)getpid(), n->opts->node_id, n->opts->host ? n->opts->host : "127.0.0.1",
-            n->opts->port, n->shm_name, (unsigned long long)n->opts->object_store_memory,
-            n->opts->num_cpus);
+            "\"object_store_memory\": %llu, \"num_cpus\": %g, \"head\": %s, \"join\": \"%s\"}\n",
+            (int)getpid(), n->node_id, n->opts->host ? n->opts->host : "127.0.0.1",
+            n->port, n->shm_name, (unsigned long long)n->opts->object_store_memory,
+            n->opts->num_cpus, n->opts->head ? "true" : "false",
+            n->opts->join ? n->opts->join : "");
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return LURAY_EIO;
+    return 0;
+}
+
+/* Writes node.json and tells the starter (ready_fd) that the node serves. */
+int node_announce_ready(node_t *n)
+{
+    if (n->announced)
+        return 0;
+    if (write_node_json(n)) {
+        luray_log(LURAY_LOG_ERROR, "node", "cannot write %s/node.json", n->opts->session_dir);
+        n->exit_status = 1;
+        node_stop(n);
+        return LURAY_EIO;
+    }
+    n->announced = true;
+    if (n->opts->ready_fd >= 0) {
+        ssize_t w = write(n->opts->ready_fd, "R", 1);
+        (void)w;
+        close(n->opts->ready_fd);
+    }
     return 0;
 }
 
@@ -651,7 +714,9 @@ int luray_node_main(const luray_node_opts_t *opts)
     luray_oidmap_init(&n->tasks);
     luray_oidmap_init(&n->actors);
     luray_oidmap_init(&n->funcs);
-    snprintf(n->shm_name, sizeof(n->shm_name), "luray-%d-%u", (int)getpid(), opts->node_id);
+    n->node_id = node_cluster_pick_id(opts);
+    n->port = opts->port;
+    snprintf(n->shm_name, sizeof(n->shm_name), "luray-%d-%u", (int)getpid(), n->node_id);
     snprintf(spill, sizeof(spill), "%s/spill", opts->session_dir);
     int rc = luray_store_new(n->shm_name, opts->object_store_memory, spill, &n->store);
     if (rc) {
@@ -693,24 +758,27 @@ int luray_node_main(const luray_node_opts_t *opts)
     uv_timer_init(n->loop, &n->stop_timer);
     n->stop_timer.data = n;
 
+    char err[1024];
+    if (node_cluster_start(n, err, sizeof(err)) != 0) {
+        luray_log(LURAY_LOG_ERROR, "node", "%s", err);
+        goto err_sock;
+    }
     int warm = (int)(opts->num_cpus + 0.999);
     if (warm < 1)
         warm = 1;
     for (int i = 0; i < warm; i++)
         node_spawn_worker(n);
-    if (write_node_json(n)) {
-        luray_log(LURAY_LOG_ERROR, "node", "cannot write %s/node.json", opts->session_dir);
+    /* A node that joins a cluster is ready once the head took it. */
+    if (!opts->join && node_announce_ready(n) != 0)
         goto err_sock;
-    }
-    if (opts->ready_fd >= 0) {
-        ssize_t w = write(opts->ready_fd, "R", 1);
-        (void)w;
-        close(opts->ready_fd);
-    }
     uv_run(n->loop, UV_RUN_DEFAULT);
-    status = 0;
+    status = n->exit_status;
 
 err_sock:
+    if (!n->announced && opts->ready_fd >= 0) {
+        ssize_t w = write(opts->ready_fd, "F", 1);
+        (void)w;
+    }
     for (uint32_t i = 0; i < n->n_procs; i++) {
         proc_t *p = n->procs[i];
         if (p->spawned)
@@ -719,6 +787,7 @@ err_sock:
     uv_walk(n->loop, close_walk, NULL);
     uv_run(n->loop, UV_RUN_DEFAULT);
     nn_close(n->inbox);
+    node_cluster_close(n);
 err_store:
     for (uint32_t i = 0; i < n->n_procs; i++) {
         proc_t *p = n->procs[i];
@@ -728,6 +797,8 @@ err_store:
         luray_oidmap_close(&p->refs);
         luray_oidmap_close(&p->pins);
         luray_oidmap_close(&p->funcs);
+        node_peer_free_sealed(p);
+        free(p->peer_addr);
         free(p);
     }
     free(n->procs);

@@ -20,6 +20,13 @@ typedef struct {
     /* Set when the node runs on a thread of its driver (the embedded cluster): the node also
      * listens on this inproc:// address, and leaves signals to the driver. */
     const char *inproc_addr;
+    /* The cluster (both unset: a node on its own, reached only on this machine). A head serves
+     * the cluster directory on tcp://host:port; a node that joins (join = "HOST:PORT" of the
+     * head) listens on tcp://host:port itself (port 0: the first free one from 6382 up). */
+    int head;
+    const char *join;
+    const char *token_file; /* the cluster key; a head creates it when it does not exist */
+    const char *state_dir;  /* the head's directory log and jobs ($LURAY_TMPDIR/cluster-PORT) */
 } luray_node_opts_t;
 
 /* Runs the node until a SHUTDOWN message or SIGTERM/SIGINT; returns the exit status. */

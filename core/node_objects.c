@@ -8,6 +8,7 @@
 #include "errors_str.h"
 #include "log.h"
 #include "node_internal.h"
+#include "node_remote.h"
 #include "serialize.h"
 
 obj_t *node_obj_get(node_t *n, luray_oid_t id) { return luray_oidmap_get(&n->objs, id); }
@@ -26,12 +27,16 @@ obj_t *node_obj_new(node_t *n, luray_oid_t id)
         free(o);
         return NULL;
     }
+    node_obj_borrow(n, o);
     return o;
 }
 
 static void obj_free(node_t *n, obj_t *o)
 {
     luray_oidmap_del(&n->objs, o->id);
+    node_obj_release_remote(n, o);
+    if (o->lineage)
+        node_lineage_release(n, o->lineage);
     if (o->in_store)
         luray_store_delete(n->store, o->id);
     free(o->data);
@@ -80,7 +85,7 @@ void node_proc_ref(node_t *n, proc_t *p, luray_oid_t id, int64_t delta)
         node_obj_decref(n, id, -delta);
 }
 
-int node_obj_add_waiter(obj_t *o, bool is_task, void *p)
+int node_obj_add_waiter(obj_t *o, uint8_t kind, void *p)
 {
     if (o->n_waiters == o->cap_waiters) {
         uint32_t cap = o->cap_waiters ? o->cap_waiters * 2 : 2;
@@ -90,7 +95,7 @@ int node_obj_add_waiter(obj_t *o, bool is_task, void *p)
         o->waiters = w;
         o->cap_waiters = cap;
     }
-    o->waiters[o->n_waiters++] = (waiter_t){is_task, p};
+    o->waiters[o->n_waiters++] = (waiter_t){kind, p};
     return 0;
 }
 
@@ -128,7 +133,9 @@ static void put_entry(node_t *n, proc_t *p, luray_buf_t *b, obj_t *o, luray_oid_
         luray_buf_put_u8(b, LURAY_OBJ_MISSING);
         return;
     }
-    luray_buf_put_u8(b, o->state);
+    /* Ready on another node counts as ready for a wait. */
+    luray_buf_put_u8(b, !data && o->state == LURAY_OBJ_PENDING && o->at ? LURAY_OBJ_READY
+                                                                        : o->state);
     if (!data || o->state == LURAY_OBJ_PENDING)
         return;
     if (o->in_store) {
@@ -214,8 +221,10 @@ void node_on_get(node_t *n, proc_t *p, luray_rd_t *r)
     for (uint32_t i = 0; i < g->n; i++) {
         g->ids[i] = luray_proto_rd_id(r);
         obj_t *o = node_obj_get(n, g->ids[i]);
-        if (!o || o->state != LURAY_OBJ_PENDING)
+        if (!o || o->state != LURAY_OBJ_PENDING || (g->wait_mode && o->at))
             g->have++;
+        else if (!g->wait_mode)
+            node_obj_want(n, o);
     }
     if (g->have >= g->need || timeout_ms == 0) {
         get_reply(n, g, g->have < g->need);
@@ -224,8 +233,11 @@ void node_on_get(node_t *n, proc_t *p, luray_rd_t *r)
     }
     for (uint32_t i = 0; i < g->n; i++) {
         obj_t *o = node_obj_get(n, g->ids[i]);
-        if (o && o->state == LURAY_OBJ_PENDING && node_obj_add_waiter(o, false, g) == 0) {
+        if (o && o->state == LURAY_OBJ_PENDING && !(g->wait_mode && o->at) &&
+            node_obj_add_waiter(o, WAIT_GET, g) == 0) {
             g->refs++;
+            if (g->wait_mode)
+                node_obj_want(n, o); /* owned elsewhere: its owner says when it is ready */
             if (!g->wait_mode)
                 node_task_caller_waits(n, p, g->ids[i]);
         }
@@ -253,8 +265,12 @@ static void wake_waiters(node_t *n, obj_t *o)
     o->waiters = NULL;
     o->n_waiters = o->cap_waiters = 0;
     for (uint32_t i = 0; i < nw; i++) {
-        if (ws[i].is_task) {
+        if (ws[i].kind == WAIT_TASK) {
             node_task_dep_ready(n, ws[i].p);
+            continue;
+        }
+        if (ws[i].kind == WAIT_PEER) {
+            node_obj_answer_peer(n, ws[i].p, o);
             continue;
         }
         getreq_t *g = ws[i].p;
@@ -286,6 +302,49 @@ void node_obj_resolve(node_t *n, obj_t *o, uint8_t state, uint8_t *blob, uint32_
         }
     }
     wake_waiters(n, o);
+    if (o->refs <= 0)
+        obj_free(n, o);
+}
+
+void node_obj_located(node_t *n, obj_t *o, uint32_t at, uint64_t size,
+                      const luray_oid_t *contained, uint32_t n_contained)
+{
+    if (o->state != LURAY_OBJ_PENDING)
+        return;
+    o->at = at;
+    o->size = size;
+    if (n_contained && !o->n_contained) {
+        o->contained = malloc(n_contained * sizeof(luray_oid_t));
+        if (o->contained) {
+            memcpy(o->contained, contained, n_contained * sizeof(luray_oid_t));
+            o->n_contained = n_contained;
+            for (uint32_t i = 0; i < n_contained; i++)
+                node_obj_incref(n, contained[i], 1);
+        }
+    }
+    /* Tasks and waits go on; gets stay and the bytes are pulled for them. */
+    bool pull = false;
+    for (uint32_t i = 0; i < o->n_waiters;) {
+        waiter_t w = o->waiters[i];
+        if (w.kind == WAIT_GET && !((getreq_t *)w.p)->wait_mode) {
+            pull = true;
+            i++;
+            continue;
+        }
+        o->waiters[i] = o->waiters[--o->n_waiters];
+        if (w.kind == WAIT_TASK) {
+            node_task_dep_ready(n, w.p);
+        } else if (w.kind == WAIT_PEER) {
+            node_obj_answer_peer(n, w.p, o);
+        } else {
+            getreq_t *g = w.p;
+            if (!g->done && ++g->have >= g->need)
+                get_reply(n, g, false);
+            getreq_unref(g);
+        }
+    }
+    if (pull)
+        node_obj_want(n, o);
     if (o->refs <= 0)
         obj_free(n, o);
 }
@@ -464,7 +523,7 @@ void node_free_tables(node_t *n)
         /* Gets still waiting at exit: each waiter holds a reference; the timer's was given up
          * when the loop closed every handle. */
         for (uint32_t k = 0; k < o->n_waiters; k++) {
-            if (o->waiters[k].is_task)
+            if (o->waiters[k].kind != WAIT_GET)
                 continue;
             getreq_t *g = o->waiters[k].p;
             if (--g->refs <= (g->has_timer ? 1 : 0)) {
@@ -475,6 +534,7 @@ void node_free_tables(node_t *n)
         free(o->data);
         free(o->waiters);
         free(o->contained);
+        free(o->pull);
         free(o);
     }
     luray_oidmap_close(&n->objs);
@@ -496,9 +556,15 @@ void node_free_tables(node_t *n)
         }
         free(a->key);
         free(a->death);
+        free(a->methods);
         free(a);
     }
     luray_oidmap_close(&n->actors);
+    while (n->bundles) {
+        bundle_t *b = n->bundles;
+        n->bundles = b->next;
+        free(b);
+    }
     for (size_t i = 0; i < n->funcs.cap; i++)
         free(n->funcs.slots[i].val);
     luray_oidmap_close(&n->funcs);

@@ -9,7 +9,9 @@
 
 #include "errors_str.h"
 #include "log.h"
+#include "node_cluster.h"
 #include "node_internal.h"
+#include "node_remote.h"
 #include "serialize.h"
 
 #define POOL_MAX 256
@@ -25,9 +27,18 @@ typedef struct {
 
 static luray_oid_t hash_key(const uint8_t h[16]) { return luray_proto_id_at(h); }
 
+const uint8_t *node_func_blob(node_t *n, const uint8_t hash[16], uint32_t *len)
+{
+    func_rec_t *f = luray_oidmap_get(&n->funcs, hash_key(hash));
+    if (!f)
+        return NULL;
+    *len = f->len;
+    return f->bytes;
+}
+
 /* ---- lists ---- */
 
-static void list_push(task_list_t *l, task_t *t, bool front)
+void node_list_push(task_list_t *l, task_t *t, bool front)
 {
     t->list = l;
     if (front) {
@@ -50,7 +61,7 @@ static void list_push(task_list_t *l, task_t *t, bool front)
     l->len++;
 }
 
-static void list_remove(task_t *t)
+void node_list_remove(task_t *t)
 {
     task_list_t *l = t->list;
     if (!l)
@@ -70,7 +81,7 @@ static void list_remove(task_t *t)
 
 /* ---- names and resources ---- */
 
-static char *task_name(const task_t *t)
+static char *node_task_name(const task_t *t)
 {
     static char name[256];
     uint32_t len = t->spec.method_len < sizeof(name) - 1 ? t->spec.method_len : sizeof(name) - 1;
@@ -84,7 +95,7 @@ static char *task_name(const task_t *t)
     return name;
 }
 
-static int res_index(node_t *n, const char *name, uint32_t len)
+int node_res_index(node_t *n, const char *name, uint32_t len)
 {
     for (int i = 0; i < n->n_res; i++)
         if (strlen(n->res_names[i]) == len && memcmp(n->res_names[i], name, len) == 0)
@@ -92,35 +103,43 @@ static int res_index(node_t *n, const char *name, uint32_t len)
     return -1;
 }
 
-static bool fits(node_t *n, const int64_t *req)
+/* The free resources a task draws on: its placement group bundle's, else the node's. A removed
+ * bundle's resources went back to the node. */
+int64_t *node_pool_avail(node_t *n, bundle_t *b) { return b && !b->removed ? b->avail : n->avail; }
+
+bool node_fits(node_t *n, bundle_t *b, const int64_t *req)
 {
+    const int64_t *avail = node_pool_avail(n, b);
     for (int i = 0; i < n->n_res; i++)
-        if (req[i] > n->avail[i])
+        if (req[i] > avail[i])
             return false;
     return true;
 }
 
-static void res_take(node_t *n, int64_t *held, const int64_t *req)
+void node_res_take(node_t *n, bundle_t *b, int64_t *held, const int64_t *req)
 {
+    int64_t *avail = node_pool_avail(n, b);
     for (int i = 0; i < n->n_res; i++) {
-        n->avail[i] -= req[i];
+        avail[i] -= req[i];
         held[i] += req[i];
     }
 }
 
-static void res_give(node_t *n, int64_t *held)
+void node_res_give(node_t *n, bundle_t *b, int64_t *held)
 {
+    int64_t *avail = node_pool_avail(n, b);
     for (int i = 0; i < n->n_res; i++) {
-        n->avail[i] += held[i];
+        avail[i] += held[i];
         held[i] = 0;
     }
 }
 
 /* ---- task completion ---- */
 
-static void task_free(node_t *n, task_t *t)
+void node_task_free(node_t *n, task_t *t)
 {
-    list_remove(t);
+    node_relay_done(n, t);
+    node_list_remove(t);
     if (luray_oidmap_get(&n->tasks, t->spec.task_id) == t)
         luray_oidmap_del(&n->tasks, t->spec.task_id);
     for (uint32_t i = 0; i < t->spec.n_deps; i++) {
@@ -137,7 +156,7 @@ static void task_free(node_t *n, task_t *t)
 }
 
 /* Resolves every return object of t with one blob (copied for each). */
-static void task_resolve_all(node_t *n, task_t *t, uint8_t state, const uint8_t *blob,
+void node_task_resolve_all(node_t *n, task_t *t, uint8_t state, const uint8_t *blob,
                              uint32_t len)
 {
     for (unsigned i = 1; i <= t->spec.num_returns; i++) {
@@ -152,21 +171,22 @@ static void task_resolve_all(node_t *n, task_t *t, uint8_t state, const uint8_t 
     }
 }
 
-static void task_fail(node_t *n, task_t *t, const char *type, const char *message)
+void node_task_fail(node_t *n, task_t *t, const char *type, const char *message)
 {
     uint32_t len = 0;
-    uint8_t *blob = node_error_blob(n, type, message, task_name(t), &len);
+    uint8_t *blob = node_error_blob(n, type, message, node_task_name(t), &len);
     if (blob)
-        task_resolve_all(n, t, LURAY_OBJ_ERROR, blob, len);
+        node_task_resolve_all(n, t, LURAY_OBJ_ERROR, blob, len);
     free(blob);
 }
 
 /* ---- actors ---- */
 
-static void actor_set_name(node_t *n, actor_t *a, bool on)
+void node_actor_set_name(node_t *n, actor_t *a, bool on)
 {
     if (!a->key)
         return;
+    node_name_changed(n, a, on);
     if (on) {
         if (n->n_named == n->cap_named) {
             uint32_t cap = n->cap_named ? n->cap_named * 2 : 16;
@@ -186,7 +206,7 @@ static void actor_set_name(node_t *n, actor_t *a, bool on)
         }
 }
 
-static actor_t *actor_by_name(node_t *n, const char *key)
+actor_t *node_actor_by_name(node_t *n, const char *key)
 {
     for (uint32_t i = 0; i < n->n_named; i++)
         if (strcmp(n->named[i]->key, key) == 0)
@@ -196,28 +216,28 @@ static actor_t *actor_by_name(node_t *n, const char *key)
 
 static void send_exec(node_t *n, proc_t *w, task_t *t);
 
-static void actor_dead(node_t *n, actor_t *a, const char *why)
+void node_actor_dead(node_t *n, actor_t *a, const char *why)
 {
     a->state = A_DEAD;
     free(a->death);
     a->death = strdup(why);
-    actor_set_name(n, a, false);
-    res_give(n, a->held);
+    node_actor_set_name(n, a, false);
+    node_res_give(n, a->pool, a->held);
     char msg[1200];
     snprintf(msg, sizeof(msg), "the actor died: %s", why);
     while (a->queue.head) {
         task_t *t = a->queue.head;
-        task_fail(n, t, "ActorDiedError", msg);
-        task_free(n, t);
+        node_task_fail(n, t, "ActorDiedError", msg);
+        node_task_free(n, t);
     }
 }
 
-static void actor_flush_queue(node_t *n, actor_t *a)
+void node_actor_flush_queue(node_t *n, actor_t *a)
 {
     while (a->state == A_ALIVE && a->queue.head) {
         task_t *t = a->queue.head;
-        list_remove(t);
-        list_push(&a->inflight, t, false);
+        node_list_remove(t);
+        node_list_push(&a->inflight, t, false);
         t->state = T_RUNNING;
         t->worker = a->worker;
         send_exec(n, a->worker, t);
@@ -228,6 +248,8 @@ static void actor_flush_queue(node_t *n, actor_t *a)
 
 static void send_exec(node_t *n, proc_t *w, task_t *t)
 {
+    if (w->kind == LURAY_PROC_PEER)
+        return node_forward(n, w, t);
     luray_task_spec_t spec = t->spec;
     /* The worker sends results straight to the caller only when the caller waits for them. */
     if (!t->caller_waits)
@@ -277,7 +299,7 @@ static void maybe_spawn(node_t *n)
 
 static void start_task(node_t *n, task_t *t, proc_t *w)
 {
-    list_remove(t);
+    node_list_remove(t);
     t->state = T_RUNNING;
     t->worker = w;
     if (t->spec.kind == LURAY_TASK_ACTOR_CREATE) {
@@ -286,11 +308,13 @@ static void start_task(node_t *n, task_t *t, proc_t *w)
         w->actor = a;
         n->n_pool--;
         a->worker = w;
-        res_take(n, a->held, t->req);
+        a->pool = t->bundle;
+        node_res_take(n, a->pool, a->held, t->req);
     } else {
         w->wstate = W_BUSY;
         w->task = t;
-        res_take(n, w->held, t->req);
+        w->pool = t->bundle;
+        node_res_take(n, w->pool, w->held, t->req);
     }
     send_exec(n, w, t);
 }
@@ -307,7 +331,8 @@ static proc_t *pipe_target(node_t *n, const task_t *t)
     for (uint32_t i = 0; i < n->n_procs; i++) {
         proc_t *w = n->procs[i];
         if (w->gone || w->wstate != W_BUSY || w->blocked || !w->task ||
-            w->pipe.len >= PIPE_MAX || !same_shape(n, w->task->req, t->req))
+            w->pipe.len >= PIPE_MAX || !same_shape(n, w->task->req, t->req) ||
+            w->task->bundle != t->bundle)
             continue;
         if (!best || w->pipe.len < best->pipe.len)
             best = w;
@@ -317,8 +342,8 @@ static proc_t *pipe_target(node_t *n, const task_t *t)
 
 static void pipe_task(node_t *n, task_t *t, proc_t *w)
 {
-    list_remove(t);
-    list_push(&w->pipe, t, false);
+    node_list_remove(t);
+    node_list_push(&w->pipe, t, false);
     t->state = T_RUNNING;
     t->worker = w;
     send_exec(n, w, t);
@@ -329,7 +354,7 @@ void node_schedule(node_t *n)
     for (uint32_t i = 0; i < n->n_to_flush; i++) {
         actor_t *a = n->to_flush[i];
         a->flush_pending = false;
-        actor_flush_queue(n, a);
+        node_actor_flush_queue(n, a);
     }
     n->n_to_flush = 0;
     if (n->stopping)
@@ -342,14 +367,18 @@ void node_schedule(node_t *n)
     int scanned = 0;
     while (t && scanned++ < 1024) {
         task_t *next = t->next;
+        if (n->cluster && node_place_if_needed(n, t)) {
+            t = next;
+            continue;
+        }
         bool skip = false;
-        for (int i = 0; i < n_failed && !skip; i++)
+        for (int i = 0; i < n_failed && !skip && !t->bundle; i++)
             skip = same_shape(n, failed[i], t->req);
         if (skip && (pipe_full || t->spec.kind != LURAY_TASK_NORMAL)) {
             t = next;
             continue;
         }
-        if (!skip && fits(n, t->req)) {
+        if (!skip && node_fits(n, t->bundle, t->req)) {
             proc_t *w = pop_idle(n);
             if (!w) {
                 maybe_spawn(n);
@@ -357,7 +386,7 @@ void node_schedule(node_t *n)
             }
             start_task(n, t, w);
         } else {
-            if (!skip && n_failed < FAILED_SHAPES)
+            if (!skip && n_failed < FAILED_SHAPES && !t->bundle)
                 failed[n_failed++] = t->req;
             if (t->spec.kind == LURAY_TASK_NORMAL && !pipe_full &&
                 n->ready.len > 2 * (size_t)PIPE_MAX) {
@@ -378,16 +407,16 @@ void node_schedule(node_t *n)
         maybe_spawn(n);
 }
 
-static void task_make_ready(node_t *n, task_t *t, bool front)
+void node_task_make_ready(node_t *n, task_t *t, bool front)
 {
     t->state = T_READY;
-    list_push(&n->ready, t, front);
+    node_list_push(&n->ready, t, front);
 }
 
 void node_task_dep_ready(node_t *n, task_t *t)
 {
     if (t->state == T_WAITING && --t->deps_left == 0)
-        task_make_ready(n, t, false);
+        node_task_make_ready(n, t, false);
 }
 
 /* A get from `p` is waiting for object `id`: if it is a result of p's own task not sent yet,
@@ -404,7 +433,11 @@ void node_task_caller_waits(node_t *n, proc_t *p, luray_oid_t id)
 static bool check_resources(node_t *n, task_t *t, char *why, size_t whylen)
 {
     for (uint32_t i = 0; i < t->spec.n_res; i++) {
-        int k = res_index(n, t->spec.res[i].name, t->spec.res[i].name_len);
+        int k = node_res_index(n, t->spec.res[i].name, t->spec.res[i].name_len);
+        if (k < 0 && n->cluster) {
+            t->elsewhere = true; /* another node may have it: the head decides */
+            continue;
+        }
         if (k < 0) {
             snprintf(why, whylen, "it requires resource \"%.*s\", which no node has",
                      (int)t->spec.res[i].name_len, t->spec.res[i].name);
@@ -413,13 +446,16 @@ static bool check_resources(node_t *n, task_t *t, char *why, size_t whylen)
         t->req[k] += t->spec.res[i].amount;
     }
     for (int i = 0; i < n->n_res; i++)
-        if (t->req[i] > n->total[i]) {
+        if (t->req[i] > n->total[i] && n->cluster) {
+            t->elsewhere = true;
+        } else if (t->req[i] > n->total[i]) {
             snprintf(why, whylen, "it requires %g %s but the cluster has %g in total",
                      (double)t->req[i] / LURAY_RES_UNIT, n->res_names[i],
                      (double)n->total[i] / LURAY_RES_UNIT);
             return false;
         }
-    if (t->spec.strategy == 2 && !t->spec.soft && t->spec.target_node != n->opts->node_id) {
+    if (t->spec.strategy == 2 && !t->spec.soft && t->spec.target_node != n->node_id &&
+        !n->cluster) {
         snprintf(why, whylen, "its node affinity names node %08x, which is not in the cluster",
                  t->spec.target_node);
         return false;
@@ -450,7 +486,8 @@ static actor_t *actor_new(node_t *n, task_t *t, proc_t *owner)
     a->state = A_PENDING;
     a->detached = t->spec.detached;
     a->restarts_left = t->spec.max_restarts;
-    if (t->spec.actor_name_len) {
+    /* An actor forwarded by its owner node is named there, not here. */
+    if (t->spec.actor_name_len && owner->kind != LURAY_PROC_PEER) {
         a->key = malloc(t->spec.ns_len + t->spec.actor_name_len + 2);
         if (a->key)
             sprintf(a->key, "%.*s/%.*s", (int)t->spec.ns_len, t->spec.ns,
@@ -479,8 +516,10 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
     memcpy(raw, r->p, len);
     luray_rd_t rr;
     luray_rd_init(&rr, raw, len);
+    bool peer = p->kind == LURAY_PROC_PEER;
     if (luray_proto_parse_task(&rr, &t->spec) || luray_ser_check(t->spec.args, t->spec.args_len) ||
-        t->spec.task_id.proc != p->id || luray_oidmap_get(&n->tasks, t->spec.task_id)) {
+        (!peer && t->spec.task_id.proc != p->id) || luray_oidmap_get(&n->tasks, t->spec.task_id) ||
+        (peer && luray_oidmap_get(&n->actors, t->spec.task_id))) {
         free(raw);
         free(t);
         return node_count_bad(n, "SUBMIT");
@@ -491,8 +530,10 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
     t->retries_left = t->spec.max_retries;
     n->tasks_submitted++;
     store_func(n, &t->spec);
+    n->making_returns = true;
     for (unsigned i = 1; i <= t->spec.num_returns; i++)
         node_proc_ref(n, p, luray_oid_for_return(t->spec.task_id, i), 1);
+    n->making_returns = false;
     for (uint32_t i = 0; i < t->spec.n_deps; i++)
         node_obj_incref(n, luray_proto_id_at(t->spec.deps + 16 * i), 1);
     for (uint32_t i = 0; i < t->spec.n_contained; i++)
@@ -501,23 +542,25 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
 
     if (t->spec.kind == LURAY_TASK_ACTOR_CALL) {
         actor_t *a = luray_oidmap_get(&n->actors, t->spec.actor_id);
+        if (!a)
+            a = node_actor_proxy(n, t->spec.actor_id);
         if (!a || a->state == A_DEAD) {
             char msg[1200];
             snprintf(msg, sizeof(msg), "the actor died: %s",
                      a && a->death ? a->death : "no such actor");
-            task_fail(n, t, "ActorDiedError", msg);
-            task_free(n, t);
+            node_task_fail(n, t, "ActorDiedError", msg);
+            node_task_free(n, t);
             return;
         }
         t->actor = a;
-        list_push(&a->queue, t, false);
+        node_list_push(&a->queue, t, false);
         /* Sent at the end of this batch, so a GET in the same frame is seen first. */
         if (!a->flush_pending && a->state == A_ALIVE) {
             if (n->n_to_flush == n->cap_to_flush) {
                 uint32_t cap = n->cap_to_flush ? n->cap_to_flush * 2 : 16;
                 actor_t **v = realloc(n->to_flush, cap * sizeof(*v));
                 if (!v) {
-                    actor_flush_queue(n, a);
+                    node_actor_flush_queue(n, a);
                     return;
                 }
                 n->to_flush = v;
@@ -531,9 +574,9 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
     char why[512];
     if (!check_resources(n, t, why, sizeof(why))) {
         char msg[700];
-        snprintf(msg, sizeof(msg), "task %s can never be scheduled: %s", task_name(t), why);
-        task_fail(n, t, "TaskUnschedulableError", msg);
-        task_free(n, t);
+        snprintf(msg, sizeof(msg), "task %s can never be scheduled: %s", node_task_name(t), why);
+        node_task_fail(n, t, "TaskUnschedulableError", msg);
+        node_task_free(n, t);
         return;
     }
     if (t->spec.kind == LURAY_TASK_ACTOR_CREATE) {
@@ -541,30 +584,34 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
             char key[600];
             snprintf(key, sizeof(key), "%.*s/%.*s", (int)t->spec.ns_len, t->spec.ns,
                      (int)t->spec.actor_name_len, t->spec.actor_name);
-            if (actor_by_name(n, key)) {
+            if (node_actor_by_name(n, key)) {
                 char msg[700];
                 snprintf(msg, sizeof(msg), "an actor named \"%s\" already exists", key);
-                task_fail(n, t, "ValueError", msg);
-                task_free(n, t);
+                node_task_fail(n, t, "ValueError", msg);
+                node_task_free(n, t);
                 return;
             }
         }
         actor_t *a = actor_new(n, t, p);
         if (!a) {
-            task_fail(n, t, "OutOfMemoryError", "cannot create the actor");
-            task_free(n, t);
+            node_task_fail(n, t, "OutOfMemoryError", "cannot create the actor");
+            node_task_free(n, t);
             return;
         }
-        actor_set_name(n, a, true);
+        node_actor_set_name(n, a, true);
         luray_oidmap_del(&n->tasks, t->spec.task_id); /* owned by the actor from now on */
     }
     for (uint32_t i = 0; i < t->spec.n_deps; i++) {
         obj_t *o = node_obj_get(n, luray_proto_id_at(t->spec.deps + 16 * i));
-        if (o && o->state == LURAY_OBJ_PENDING && node_obj_add_waiter(o, true, t) == 0)
+        /* Ready on another node is ready enough: it is pulled where the task runs. */
+        if (o && o->state == LURAY_OBJ_PENDING && !o->at &&
+            node_obj_add_waiter(o, WAIT_TASK, t) == 0) {
             t->deps_left++;
+            node_obj_want(n, o);
+        }
     }
     if (t->deps_left == 0)
-        task_make_ready(n, t, false);
+        node_task_make_ready(n, t, false);
     else
         t->state = T_WAITING;
 }
@@ -575,7 +622,7 @@ static void release_worker(node_t *n, proc_t *w)
 {
     if (w->wstate == W_BUSY) {
         if (!w->blocked)
-            res_give(n, w->held);
+            node_res_give(n, w->pool, w->held);
         else
             memset(w->held, 0, sizeof(w->held));
         w->blocked = false;
@@ -590,13 +637,14 @@ static void worker_next(node_t *n, proc_t *w)
 {
     if (w->pipe.head && w->wstate == W_BUSY) {
         task_t *next = w->pipe.head;
-        list_remove(next);
+        node_list_remove(next);
         w->task = next;
         if (w->blocked) {
             /* The finished task's resources were lent out while it waited (it went on with a
              * result it got directly): the next one takes them back now. */
+            int64_t *avail = node_pool_avail(n, w->pool);
             for (int i = 0; i < n->n_res; i++)
-                n->avail[i] -= w->held[i];
+                avail[i] -= w->held[i];
             w->blocked = false;
         }
         return;
@@ -621,6 +669,8 @@ static char *error_message(node_t *n, const uint8_t *blob, uint32_t len)
 
 void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
 {
+    if (p->kind == LURAY_PROC_PEER)
+        return node_remote_done(n, p, r);
     luray_task_id_t id = luray_proto_rd_id(r);
     uint8_t status = luray_rd_u8(r);
     uint16_t nres = luray_rd_u16(r);
@@ -649,12 +699,12 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
         t->spec.attempt++;
         worker_next(n, p);
         t->worker = NULL;
-        task_make_ready(n, t, true);
+        node_task_make_ready(n, t, true);
         return;
     }
     bool ok = true;
     if (t->cancelled) {
-        task_fail(n, t, "TaskCancelledError", "the task was cancelled");
+        node_task_fail(n, t, "TaskCancelledError", "the task was cancelled");
         status = LURAY_DONE_ERROR;
         nres = 0;
         ok = false;
@@ -703,15 +753,15 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
         const void *blob = luray_rd_str(r, &len);
         if (r->err || luray_ser_check(blob, len)) {
             node_count_bad(n, "DONE error");
-            task_fail(n, t, "TaskError", "the task failed and its error could not be read");
+            node_task_fail(n, t, "TaskError", "the task failed and its error could not be read");
         } else {
-            task_resolve_all(n, t, LURAY_OBJ_ERROR, blob, (uint32_t)len);
+            node_task_resolve_all(n, t, LURAY_OBJ_ERROR, blob, (uint32_t)len);
         }
         ok = false;
         if (t->spec.kind == LURAY_TASK_ACTOR_CREATE && a) {
             char *msg = error_message(n, blob, (uint32_t)len);
             a->restarts_left = 0;
-            actor_dead(n, a, msg);
+            node_actor_dead(n, a, msg);
             free(msg);
             p->actor = NULL;
             node_msg_begin(n, p, LURAY_MSG_EXIT);
@@ -722,23 +772,24 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
     for (unsigned i = 1; i <= t->spec.num_returns; i++) {
         obj_t *o = node_obj_get(n, luray_oid_for_return(id, i));
         if (o && o->state == LURAY_OBJ_PENDING)
-            task_fail(n, t, "TaskError", "the task returned fewer values than num_returns");
+            node_task_fail(n, t, "TaskError", "the task returned fewer values than num_returns");
     }
     n->tasks_finished++;
     if (t->spec.kind == LURAY_TASK_ACTOR_CREATE) {
         t->state = T_DONE;
         if (ok && a) {
             a->state = A_ALIVE;
-            actor_flush_queue(n, a);
+            node_actor_flush_queue(n, a);
         }
+        node_relay_create(n, t);
         return;
     }
     if (t->spec.kind == LURAY_TASK_ACTOR_CALL) {
-        task_free(n, t);
+        node_task_free(n, t);
         return;
     }
     worker_next(n, p);
-    task_free(n, t);
+    node_task_free(n, t);
 }
 
 /* Tasks a worker hands back unstarted (it blocked in get with them queued): queue them again. */
@@ -756,17 +807,17 @@ void node_on_return(node_t *n, proc_t *p, luray_rd_t *r)
              * never started it: its slot passes on. */
             worker_next(n, p);
         } else if (t->list == &p->pipe) {
-            list_remove(t);
+            node_list_remove(t);
         } else {
             continue;
         }
         t->worker = NULL;
         if (t->cancelled) {
-            task_fail(n, t, "TaskCancelledError", "the task was cancelled before it ran");
-            task_free(n, t);
+            node_task_fail(n, t, "TaskCancelledError", "the task was cancelled before it ran");
+            node_task_free(n, t);
             continue;
         }
-        task_make_ready(n, t, true);
+        node_task_make_ready(n, t, true);
     }
 }
 
@@ -783,35 +834,36 @@ void node_worker_blocked(node_t *n, proc_t *p, bool blocked)
     if (p->wstate != W_BUSY || p->blocked == blocked)
         return;
     p->blocked = blocked;
+    int64_t *avail = node_pool_avail(n, p->pool);
     if (blocked) {
         for (int i = 0; i < n->n_res; i++)
-            n->avail[i] += p->held[i];
+            avail[i] += p->held[i];
         node_schedule(n);
     } else {
         for (int i = 0; i < n->n_res; i++)
-            n->avail[i] -= p->held[i];
+            avail[i] -= p->held[i];
     }
 }
 
-static void actor_worker_died(node_t *n, actor_t *a, const char *why)
+void node_actor_worker_died(node_t *n, actor_t *a, const char *why)
 {
     a->worker = NULL;
-    res_give(n, a->held);
+    node_res_give(n, a->pool, a->held);
     char msg[1200];
     snprintf(msg, sizeof(msg), "the actor died: %s", why);
     int32_t task_retries = a->create ? a->create->spec.max_task_retries : 0;
     bool restart = a->state != A_DEAD && a->restarts_left != 0 && !n->stopping;
     while (a->inflight.head) {
         task_t *t = a->inflight.head;
-        list_remove(t);
+        node_list_remove(t);
         if (restart && (task_retries < 0 || t->spec.attempt < (uint32_t)task_retries)) {
             t->spec.attempt++;
             t->state = T_WAITING;
-            list_push(&a->queue, t, false);
+            node_list_push(&a->queue, t, false);
             continue;
         }
-        task_fail(n, t, "ActorDiedError", msg);
-        task_free(n, t);
+        node_task_fail(n, t, "ActorDiedError", msg);
+        node_task_free(n, t);
     }
     if (a->state == A_DEAD)
         return;
@@ -821,10 +873,10 @@ static void actor_worker_died(node_t *n, actor_t *a, const char *why)
         a->state = A_RESTARTING;
         task_t *c = a->create;
         c->worker = NULL;
-        task_make_ready(n, c, true);
+        node_task_make_ready(n, c, true);
         return;
     }
-    actor_dead(n, a, why);
+    node_actor_dead(n, a, why);
 }
 
 void node_worker_died(node_t *n, proc_t *p, const char *why)
@@ -835,34 +887,34 @@ void node_worker_died(node_t *n, proc_t *p, const char *why)
         n->n_pool--;
     while (p->pipe.head) {
         task_t *t = p->pipe.head;
-        list_remove(t);
+        node_list_remove(t);
         t->worker = NULL;
         if (t->cancelled) {
-            task_fail(n, t, "TaskCancelledError", "the task was cancelled");
-            task_free(n, t);
+            node_task_fail(n, t, "TaskCancelledError", "the task was cancelled");
+            node_task_free(n, t);
         } else {
-            task_make_ready(n, t, true);
+            node_task_make_ready(n, t, true);
         }
     }
     if (was == W_BUSY && p->task) {
         task_t *t = p->task;
         p->task = NULL;
         if (!p->blocked)
-            res_give(n, p->held);
+            node_res_give(n, p->pool, p->held);
         if (t->cancelled) {
-            task_fail(n, t, "TaskCancelledError", "the task was cancelled");
-            task_free(n, t);
+            node_task_fail(n, t, "TaskCancelledError", "the task was cancelled");
+            node_task_free(n, t);
         } else if (t->retries_left > 0 && !n->stopping) {
             t->retries_left--;
             t->spec.attempt++;
             t->worker = NULL;
-            luray_log(LURAY_LOG_WARN, "node", "retrying task %s: %s", task_name(t), why);
-            task_make_ready(n, t, true);
+            luray_log(LURAY_LOG_WARN, "node", "retrying task %s: %s", node_task_name(t), why);
+            node_task_make_ready(n, t, true);
         } else {
             char msg[600];
-            snprintf(msg, sizeof(msg), "%s while running task %s", why, task_name(t));
-            task_fail(n, t, "WorkerCrashedError", msg);
-            task_free(n, t);
+            snprintf(msg, sizeof(msg), "%s while running task %s", why, node_task_name(t));
+            node_task_fail(n, t, "WorkerCrashedError", msg);
+            node_task_free(n, t);
         }
     }
     if (p->actor) {
@@ -871,17 +923,37 @@ void node_worker_died(node_t *n, proc_t *p, const char *why)
         if (a->create && a->create->state == T_RUNNING) {
             a->create->state = T_DONE;
             if (a->restarts_left == 0) {
-                task_fail(n, a->create, "ActorDiedError", why);
+                node_task_fail(n, a->create, "ActorDiedError", why);
+                node_relay_create(n, a->create);
             }
         }
-        actor_worker_died(n, a, why);
+        node_actor_worker_died(n, a, why);
     }
 }
 
-static void kill_actor(node_t *n, actor_t *a, bool no_restart, const char *why)
+void node_kill_actor(node_t *n, actor_t *a, bool no_restart, const char *why)
 {
     if (no_restart)
         a->restarts_left = 0;
+    if (a->worker && a->worker->kind == LURAY_PROC_PEER) {
+        /* Hosted by another node: it kills the worker; without a restart, we are done. */
+        luray_buf_t *b = node_msg_begin(n, a->worker, LURAY_MSG_KILL);
+        luray_proto_put_id(b, a->id);
+        luray_buf_put_u8(b, no_restart);
+        node_msg_end(a->worker);
+        if (no_restart) {
+            a->worker = NULL;
+            while (a->inflight.head) {
+                task_t *t = a->inflight.head;
+                char msg[600];
+                snprintf(msg, sizeof(msg), "the actor died: %s", why);
+                node_task_fail(n, t, "ActorDiedError", msg);
+                node_task_free(n, t);
+            }
+            node_actor_dead(n, a, why);
+        }
+        return;
+    }
     if (a->worker && a->worker->spawned) {
         if (no_restart) {
             proc_t *w = a->worker;
@@ -892,17 +964,17 @@ static void kill_actor(node_t *n, actor_t *a, bool no_restart, const char *why)
                 task_t *t = a->inflight.head;
                 char msg[600];
                 snprintf(msg, sizeof(msg), "the actor died: %s", why);
-                task_fail(n, t, "ActorDiedError", msg);
-                task_free(n, t);
+                node_task_fail(n, t, "ActorDiedError", msg);
+                node_task_free(n, t);
             }
-            actor_dead(n, a, why);
+            node_actor_dead(n, a, why);
         } else {
             uv_process_kill(&a->worker->uvp, SIGKILL);
         }
     } else if (no_restart && a->state != A_DEAD) {
         if (a->create && a->create->list)
-            list_remove(a->create);
-        actor_dead(n, a, why);
+            node_list_remove(a->create);
+        node_actor_dead(n, a, why);
     }
 }
 
@@ -911,7 +983,7 @@ void node_driver_left(node_t *n, proc_t *p)
     for (size_t i = 0; i < n->actors.cap; i++) {
         actor_t *a = n->actors.slots[i].val;
         if (a && a->owner == p->id && !a->detached && a->state != A_DEAD)
-            kill_actor(n, a, true, "its owner (the driver) exited");
+            node_kill_actor(n, a, true, "its owner (the driver) exited");
     }
 }
 
@@ -948,10 +1020,12 @@ void node_on_lookup(node_t *n, proc_t *p, luray_rd_t *r)
     char k[1024];
     memcpy(k, key, len);
     k[len] = 0;
-    actor_t *a = actor_by_name(n, k);
+    actor_t *a = node_actor_by_name(n, k);
+    if ((!a || a->state == A_DEAD) && node_lookup_remote(n, p, req, k))
+        return;
     luray_buf_t *b = node_msg_begin(n, p, LURAY_MSG_REPLY);
     luray_buf_put_u64(b, req);
-    if (!a || a->state == A_DEAD || !a->create) {
+    if (!a || a->state == A_DEAD || (!a->create && !a->methods)) {
         luray_buf_put_u32(b, (uint32_t)LURAY_ENOENT);
         luray_buf_put_str(b, "", 0);
     } else {
@@ -959,7 +1033,10 @@ void node_on_lookup(node_t *n, proc_t *p, luray_rd_t *r)
         luray_buf_t tmp;
         luray_buf_init(&tmp);
         luray_proto_put_id(&tmp, a->id);
-        luray_buf_put(&tmp, a->create->spec.method, a->create->spec.method_len);
+        if (a->create)
+            luray_buf_put(&tmp, a->create->spec.method, a->create->spec.method_len);
+        else
+            luray_buf_put(&tmp, a->methods, strlen(a->methods));
         luray_buf_put_str(b, tmp.data, tmp.len);
         luray_buf_close(&tmp);
     }
@@ -974,7 +1051,7 @@ void node_on_kill(node_t *n, proc_t *p, luray_rd_t *r)
         return node_count_bad(n, "KILL");
     actor_t *a = luray_oidmap_get(&n->actors, id);
     if (a && a->state != A_DEAD)
-        kill_actor(n, a, no_restart, "it was killed with luray.kill");
+        node_kill_actor(n, a, no_restart, "it was killed with luray.kill");
 }
 
 void node_on_cancel(node_t *n, proc_t *p, luray_rd_t *r)
@@ -987,8 +1064,17 @@ void node_on_cancel(node_t *n, proc_t *p, luray_rd_t *r)
     if (!t || t->spec.kind != LURAY_TASK_NORMAL)
         return;
     if (t->state == T_WAITING || t->state == T_READY) {
-        task_fail(n, t, "TaskCancelledError", "the task was cancelled before it ran");
-        task_free(n, t);
+        node_task_fail(n, t, "TaskCancelledError", "the task was cancelled before it ran");
+        node_task_free(n, t);
+        return;
+    }
+    if (t->state == T_RUNNING && t->worker && t->worker->kind == LURAY_PROC_PEER) {
+        /* Running on another node: that node cancels it and its DONE says so. */
+        t->cancelled = true;
+        luray_buf_t *b = node_msg_begin(n, t->worker, LURAY_MSG_CANCEL);
+        luray_proto_put_id(b, t->spec.task_id);
+        luray_buf_put_u8(b, force);
+        node_msg_end(t->worker);
         return;
     }
     if (t->state == T_RUNNING && t->worker && t->worker->task != t) {

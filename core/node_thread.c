@@ -69,6 +69,9 @@ int luray_node_start_thread(const luray_node_opts_t *opts, luray_node_thread_t *
     t->opts.resources_json = t->resources_json;
     t->opts.host = t->host;
     t->opts.inproc_addr = t->inproc_addr;
+    /* An embedded cluster is one node of its own. */
+    t->opts.head = 0;
+    t->opts.join = t->opts.token_file = t->opts.state_dir = NULL;
     if (pipe(t->ready) != 0) {
         snprintf(err, errlen, "cannot start the node: %s", strerror(errno));
         thread_free(t);

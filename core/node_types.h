@@ -10,6 +10,7 @@
 #include <lua.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "ids.h"
 #include "node.h"
 #include "oidmap.h"
@@ -26,13 +27,19 @@ typedef struct task task_t;
 typedef struct obj obj_t;
 typedef struct getreq getreq_t;
 typedef struct actor actor_t;
+typedef struct pull pull_t;
+typedef struct head head_t;
+typedef struct bundle bundle_t;
+typedef struct dchan dchan_t;
 
 enum { W_STARTING, W_IDLE, W_BUSY, W_ACTOR, W_DEAD };
 enum { T_WAITING, T_READY, T_RUNNING, T_DONE };
 enum { A_PENDING, A_ALIVE, A_RESTARTING, A_DEAD };
 
+enum { WAIT_GET, WAIT_TASK, WAIT_PEER };
+
 typedef struct {
-    bool is_task;
+    uint8_t kind; /* WAIT_*: a getreq_t, a task_t, or a proc_t (a peer that pulls) */
     void *p;
 } waiter_t;
 
@@ -49,6 +56,12 @@ struct obj {
     uint32_t n_contained;
     waiter_t *waiters;
     uint32_t n_waiters, cap_waiters;
+    /* Between nodes. */
+    uint32_t at;       /* ready in that node's store, not here (yet): pull on a get */
+    uint32_t holder;   /* a node where we hold a reference to the object for its owner */
+    bool borrowed;     /* owned elsewhere: we told the owner we hold a reference */
+    pull_t *pull;      /* a transfer into our store in progress */
+    task_t *lineage;   /* the finished task that can make this object again */
 };
 
 typedef struct task_list {
@@ -69,6 +82,13 @@ struct task {
     uint32_t retries_left;
     bool cancelled;
     bool caller_waits; /* a get of its results from its caller was pending when it was sent */
+    bool placing;      /* the head is asked where it should run */
+    bool stay;         /* the head said to run it here: do not ask again */
+    bool elsewhere;    /* needs resources this node lacks */
+    bool relayed;      /* its results went back to the peer node that sent it */
+    uint64_t place_at; /* loop time to ask the head (again) */
+    uint32_t lineage_refs; /* finished, kept while objects it can rebuild live elsewhere */
+    bundle_t *bundle;  /* its placement group bundle on this node */
     task_t *next, *prev;
     task_list_t *list;
 };
@@ -84,6 +104,7 @@ struct proc {
     proc_t *dirty_next;
     uv_poll_t send_poll;
     bool send_poll_on;
+    int send_poll_fd; /* sock + 1 that send_poll was made for; 0: none */
     int wstate;
     uv_process_t uvp;
     bool spawned;
@@ -101,6 +122,15 @@ struct proc {
     bool retired; /* an extra worker told to exit after idling */
     uint64_t idle_since; /* loop time (ms) it last became idle */
     uint32_t tasks_done;
+    /* A peer node (LURAY_PROC_PEER). */
+    uint32_t peer_node;
+    char *peer_addr;     /* tcp://host:port, NULL until known (frames wait in `out`) */
+    bool peer_asked;     /* a WHOIS for it is out */
+    task_list_t remote;  /* tasks we forwarded to it */
+    bundle_t *pool;      /* its running task's bundle, if any */
+    dchan_t *data;       /* extra connections to a peer for object chunks (node_cluster.c) */
+    void **sealed;       /* sealed messages to a peer, sent in the order they were sealed */
+    uint32_t n_sealed, cap_sealed, sealed_head;
 };
 
 struct actor {
@@ -117,6 +147,19 @@ struct actor {
     bool flush_pending;
     char *death;
     int64_t held[NODE_MAX_RES];
+    bundle_t *pool;
+    uint32_t at; /* the node it lives on, when that is another one */
+    char *methods; /* "Class:m1,m2" of an actor known here without its creation task */
+};
+
+/* A placement group bundle reserved on this node: its own pool of resources. */
+struct bundle {
+    luray_oid_t pg;
+    int32_t index;
+    int64_t total[NODE_MAX_RES];
+    int64_t avail[NODE_MAX_RES];
+    bool removed;
+    bundle_t *next;
 };
 
 struct getreq {
@@ -173,6 +216,31 @@ struct node {
     uv_timer_t stop_check;
     uv_loop_t own_loop;
     uint64_t dropped_frames;
+
+    /* The cluster: set when the node was started as a head or joined one. */
+    uint32_t node_id;
+    int port;             /* the tcp port we listen on (cluster), else opts->port */
+    bool cluster;
+    bool making_returns;  /* creating a peer's task's return objects: not borrowed */
+    bool announced;       /* node.json written and the starter told */
+    int exit_status;
+    uint64_t started_ms;
+    luray_auth_t auth;
+    int tcp_inbox;
+    uv_poll_t tcp_poll;
+    char address[300]; /* tcp://host:port others reach us at */
+    luray_oidmap_t peers; /* {node id, 0, 0} -> proc_t of kind PEER */
+    proc_t *head;         /* our peer proc for the head (NULL on the head itself) */
+    head_t *dir;          /* the cluster directory, on the head */
+    bool registered;
+    uv_timer_t beat;
+    struct node_beat *beat_thread; /* sends our heartbeats to the head */
+    task_list_t placing; /* tasks whose PLACE is out */
+    uint64_t place_req;
+    bundle_t *bundles;
+    uint64_t pulls_started, bytes_pulled, auth_rejected_seen;
+    uint32_t n_dead;
+    uint32_t *dead; /* node ids declared dead */
     uint64_t tasks_finished;
     uint64_t tasks_submitted;
 };

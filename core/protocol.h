@@ -35,13 +35,33 @@ enum {
     LURAY_MSG_REPLY,      /* node -> client: generic answer (req id, status, JSON or bytes) */
     LURAY_MSG_PG,         /* client -> node: placement group create/remove */
     LURAY_MSG_RESULT,     /* worker -> caller: a copy of DONE sent straight to a waiting caller */
+    /* Between nodes (every frame sealed with the cluster key, see auth.h). A peer node is a
+     * process of the receiving node like a driver: it SUBMITs (a forwarded task, which it then
+     * hears about as a DONE), sends REFS for the objects it borrows, CANCELs and KILLs. */
+    LURAY_MSG_NREG,      /* node -> head: node id, address, resource names and totals */
+    LURAY_MSG_NREG_OK,   /* head -> node: status (0 ok), head node id */
+    LURAY_MSG_BEAT,      /* node -> head: available amounts (registered order), queue length */
+    LURAY_MSG_REREG,     /* head -> node: unknown node, register again */
+    LURAY_MSG_WHOIS,     /* node -> head: node id */
+    LURAY_MSG_NODEINFO,  /* head -> node: node id, alive, address */
+    LURAY_MSG_NODEDEAD,  /* head -> nodes: node id, reason */
+    LURAY_MSG_PLACE,     /* node -> head: where should these tasks run */
+    LURAY_MSG_PLACED,    /* head -> node: per task, a node id (or none yet, or never) */
+    LURAY_MSG_PULL,      /* node -> node: object id, offset, length (UINT64_MAX offset: describe) */
+    LURAY_MSG_OBJ,       /* node -> node: object id, what the holder has (see node_remote.c) */
+    LURAY_MSG_CHUNK,     /* node -> node: object id, offset, bytes */
+    LURAY_MSG_NAME,      /* node -> head: register/unregister/look up a named actor */
+    LURAY_MSG_PGREQ,     /* node -> head: placement group create/remove/wait */
+    LURAY_MSG_BUNDLE,    /* head -> node: reserve or release a placement group bundle */
+    LURAY_MSG_INFOREQ,   /* node -> head: cluster state for a driver's INFO */
     LURAY_MSG_TYPE_MAX
 };
 
-enum { LURAY_PROC_DRIVER = 1, LURAY_PROC_WORKER = 2 };
+enum { LURAY_PROC_DRIVER = 1, LURAY_PROC_WORKER = 2, LURAY_PROC_PEER = 3 };
 enum { LURAY_TASK_NORMAL = 0, LURAY_TASK_ACTOR_CREATE = 1, LURAY_TASK_ACTOR_CALL = 2 };
 enum { LURAY_OBJ_PENDING = 0, LURAY_OBJ_READY = 1, LURAY_OBJ_ERROR = 2, LURAY_OBJ_MISSING = 3 };
-enum { LURAY_LOC_INLINE = 0, LURAY_LOC_SHM = 1 };
+/* LOC_NODE (between nodes): u32 node id, u64 size: the object sits in that node's store. */
+enum { LURAY_LOC_INLINE = 0, LURAY_LOC_SHM = 1, LURAY_LOC_NODE = 2 };
 enum { LURAY_DONE_OK = 0, LURAY_DONE_ERROR = 1, LURAY_DONE_RETRYABLE = 2 };
 
 /* Resource amounts are fixed point: 1 CPU = 10000 units, so fractions down to 0.0001 work. */

@@ -354,7 +354,7 @@ int luray_session_spawn_node(const luray_node_opts_t *opts, bool detach, pid_t *
     snprintf(port, sizeof(port), "%d", opts->port);
     snprintf(node_id, sizeof(node_id), "%u", opts->node_id ? opts->node_id : 1);
     snprintf(ready, sizeof(ready), "%d", fds[1]);
-    const char *argv[24];
+    const char *argv[32];
     int a = 0;
     argv[a++] = exe;
     argv[a++] = "_node";
@@ -378,6 +378,20 @@ int luray_session_spawn_node(const luray_node_opts_t *opts, bool detach, pid_t *
     argv[a++] = node_id;
     argv[a++] = "--ready-fd";
     argv[a++] = ready;
+    if (opts->head)
+        argv[a++] = "--head";
+    if (opts->join) {
+        argv[a++] = "--join";
+        argv[a++] = opts->join;
+    }
+    if (opts->token_file) {
+        argv[a++] = "--token-file";
+        argv[a++] = opts->token_file;
+    }
+    if (opts->state_dir) {
+        argv[a++] = "--state-dir";
+        argv[a++] = opts->state_dir;
+    }
     argv[a] = NULL;
 
     fflush(NULL); /* or the child's exit could print the parent's buffered output twice */
@@ -411,6 +425,8 @@ int luray_session_spawn_node(const luray_node_opts_t *opts, bool detach, pid_t *
             continue;
         break;
     }
+    if (got == 1 && byte != 'R')
+        got = 0; /* it said it failed: wait for its exit status */
     if (got == 1) {
         if (pid_out)
             *pid_out = pid;

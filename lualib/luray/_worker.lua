@@ -43,15 +43,19 @@ local function load_args(t)
 end
 
 -- Replaces top-level ObjectRef arguments by their values; returns an error value if one failed.
+-- Returns an error value, or nil and whether a resolved argument is a view into the store.
 local function resolve_args(args)
+    local views = false
     for i = 1, args.n do
         local a = args[i]
         if core.is_ref(a) then
             local ok, v = pcall(luray.get, a)
             if not ok then return v end
             args[i] = v
+            views = views or type(v) == "userdata"
         end
     end
+    return nil, views
 end
 
 local function finish(t, ok, ...)
@@ -85,12 +89,13 @@ local function run(t, fn, self)
     if decode_failed(t) then return end
     local derr = load_args(t)
     local args = t.args
-    derr = derr or resolve_args(args)
+    local views = false
+    if not derr then derr, views = resolve_args(args) end
     if derr then
         core.done(t.id, 1, t.num_returns, derr)
         return
     end
-    local stored = t.args_object ~= nil or t.had_args_object
+    local stored = t.args_object ~= nil or t.had_args_object or views
     if self then
         finish(t, xpcall(fn, handler, self, table.unpack(args, 1, args.n)))
     else

@@ -216,7 +216,9 @@ for f in $shm_left; do
     kill -0 "$pid" 2>/dev/null || dead_shm="$dead_shm $f"
 done
 check "no /dev/shm segment of a dead luray process is left" [ -z "$dead_shm" ]
-check "the session files are gone" bash -c "[ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$')\" ]"
+# The head's token stays (a head started again on that port keeps its key), and nothing else.
+check "the session files are gone" bash -c "[ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$' | grep -v '^cluster-')\" ] &&
+    [ -z \"\$(ls -A '$LURAY_TMPDIR'/cluster-* 2>/dev/null | grep -v '^token$' | grep -v '^$' | grep -v ':$')\" ]"
 
 L status
 check "status after stop fails with a clear message" bash -c "[ $rc = 1 ] &&
@@ -238,6 +240,7 @@ L stop
 wait "$long_pid"
 long_rc=$?
 check "stop ends a script's embedded cluster in order" bash -c "[ $long_rc = 1 ] &&
-    grep -q 'interrupted' '$work/long.err' && [ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$')\" ]"
+    grep -q 'interrupted' '$work/long.err' &&
+    [ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$' | grep -v '^cluster-')\" ]"
 
 [ "$failures" -eq 0 ]
