@@ -1294,6 +1294,70 @@ static int l_cancel(lua_State *L)
     return 0;
 }
 
+/* core.pg_create(strategy, bundles): asks for a placement group (strategy 0 PACK, 1 SPREAD,
+ * 2 STRICT_PACK, 3 STRICT_SPREAD; bundles a list of {resource = amount}). Returns the ref that
+ * becomes ready when every bundle is reserved, and the group's id as 16 raw bytes. */
+static int l_pg_create(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    lua_Integer strategy = luaL_checkinteger(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer nb = (lua_Integer)lua_rawlen(L, 2);
+    luaL_argcheck(L, strategy >= 0 && strategy <= 3, 1, "unknown strategy");
+    luaL_argcheck(L, nb >= 1 && nb <= 256, 2, "1 to 256 bundles");
+    luray_oid_t id = luray_client_new_id(&c->cl);
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_PG);
+    luray_buf_put_u8(b, 1);
+    luray_proto_put_id(b, id);
+    luray_buf_put_u8(b, (uint8_t)strategy);
+    luray_buf_put_u32(b, (uint32_t)nb);
+    for (lua_Integer i = 1; i <= nb; i++) {
+        lua_rawgeti(L, 2, i);
+        luaL_argcheck(L, lua_istable(L, -1), 2, "each bundle is a table of resources");
+        size_t count_at = b->len;
+        uint32_t count = 0;
+        luray_buf_put_u32(b, 0);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            size_t nl;
+            const char *nm = lua_tolstring(L, -2, &nl);
+            double v = lua_tonumber(L, -1);
+            bool bytes = nm && (strcmp(nm, "memory") == 0 || strcmp(nm, "object_store_memory") == 0);
+            if (nm && v > 0 && count < LURAY_RES_MAX) {
+                luray_buf_put_str(b, nm, nl);
+                luray_buf_put_u64(b, (uint64_t)(bytes ? v : v * LURAY_RES_UNIT + 0.5));
+                count++;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        for (int k = 0; k < 4 && !b->err; k++)
+            b->data[count_at + (size_t)k] = (uint8_t)(count >> (8 * k));
+    }
+    luray_client_end(&c->cl);
+    luray_client_flush(&c->cl);
+    push_ref(L, c, id);
+    uint8_t raw[16];
+    luray_buf_t tmp = {.data = raw, .cap = sizeof(raw)};
+    luray_proto_put_id(&tmp, id);
+    lua_pushlstring(L, (const char *)raw, sizeof(raw));
+    return 2;
+}
+
+static int l_pg_remove(lua_State *L)
+{
+    ctx_t *c = connected(L);
+    size_t len;
+    const char *raw = luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len == 16, 1, "a placement group id");
+    luray_buf_t *b = luray_client_begin(&c->cl, LURAY_MSG_PG);
+    luray_buf_put_u8(b, 2);
+    luray_buf_put(b, raw, 16);
+    luray_client_end(&c->cl);
+    luray_client_flush(&c->cl);
+    return 0;
+}
+
 static int l_is_ref(lua_State *L)
 {
     lua_pushboolean(L, luaL_testudata(L, 1, REF_MT) != NULL);
@@ -1628,6 +1692,8 @@ static const luaL_Reg core_funcs[] = {
     {"lookup", l_lookup},
     {"kill", l_kill},
     {"cancel", l_cancel},
+    {"pg_create", l_pg_create},
+    {"pg_remove", l_pg_remove},
     {"handle", l_handle},
     {"handle_id", l_handle_id},
     {"is_ref", l_is_ref},

@@ -660,8 +660,10 @@ static int open_tcp(node_t *n, char *err, size_t errlen)
         snprintf(err, errlen, "cannot make a socket: %s", nn_strerror(nn_errno()));
         return LURAY_EIO;
     }
-    int unlimited = -1, big = 64 * 1024 * 1024;
-    nn_setsockopt(n->tcp_inbox, NN_SOL_SOCKET, NN_RCVMAXSIZE, &unlimited, sizeof(unlimited));
+    /* nanomsg allocates what a frame's length says before anyone checks it: cap it well above
+     * any real frame between nodes, so a forged length cannot take the node's memory. */
+    int max = 512 * 1024 * 1024, big = 64 * 1024 * 1024;
+    nn_setsockopt(n->tcp_inbox, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof(max));
     nn_setsockopt(n->tcp_inbox, NN_SOL_SOCKET, NN_RCVBUF, &big, sizeof(big));
     int rc;
     if (o->head || o->port > 0) {

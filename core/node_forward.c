@@ -175,9 +175,39 @@ static void ask_head(node_t *n, task_t *t)
     node_msg_end(n->head);
 }
 
+/* A task whose bundle could never hold it fails now rather than wait forever. */
+static bool bundle_too_small(node_t *n, task_t *t)
+{
+    if (!t->bundle)
+        return false;
+    for (int i = 0; i < n->n_res; i++) {
+        if (t->req[i] <= t->bundle->total[i])
+            continue;
+        char why[300];
+        snprintf(why, sizeof(why), "it requires %g %s but its placement group bundle %d holds %g",
+                 (double)t->req[i] / LURAY_RES_UNIT, n->res_names[i], t->bundle->index + 1,
+                 (double)t->bundle->total[i] / LURAY_RES_UNIT);
+        unschedulable(n, t, why);
+        return true;
+    }
+    return false;
+}
+
 bool node_place_if_needed(node_t *n, task_t *t)
 {
-    if (t->stay || t->placing || t->spec.kind == LURAY_TASK_ACTOR_CALL)
+    if (t->spec.kind == LURAY_TASK_ACTOR_CALL)
+        return false;
+    if (!n->cluster) {
+        if (t->spec.strategy != 3 || t->bundle)
+            return false;
+        t->bundle = local_bundle(n, t);
+        if (!t->bundle) {
+            unschedulable(n, t, "its placement group has no such bundle on this node (removed?)");
+            return true;
+        }
+        return bundle_too_small(n, t);
+    }
+    if (t->stay || t->placing)
         return false;
     switch (t->spec.strategy) {
     case 1: /* SPREAD */
@@ -192,7 +222,7 @@ bool node_place_if_needed(node_t *n, task_t *t)
         if (!t->bundle)
             t->bundle = local_bundle(n, t);
         if (t->bundle)
-            return false;
+            return bundle_too_small(n, t);
         break;
     default:
         if (!t->elsewhere && node_fits(n, NULL, t->req))
@@ -789,6 +819,65 @@ void node_pg_result(node_t *n, luray_oid_t pg, uint32_t status, const char *msg)
     }
 }
 
+static void pg_forget(node_t *n, luray_oid_t id)
+{
+    for (uint32_t i = 0; i < n->n_pgs; i++)
+        if (luray_oid_eq(n->pgs[i].id, id)) {
+            n->pgs[i] = n->pgs[--n->n_pgs];
+            return;
+        }
+}
+
+static void pg_remember(node_t *n, luray_oid_t id, uint32_t proc)
+{
+    if (n->n_pgs == n->cap_pgs) {
+        uint32_t cap = n->cap_pgs ? n->cap_pgs * 2 : 8;
+        void *v = realloc(n->pgs, cap * sizeof(*n->pgs));
+        if (!v)
+            return;
+        n->pgs = v;
+        n->cap_pgs = cap;
+    }
+    n->pgs[n->n_pgs].id = id;
+    n->pgs[n->n_pgs].proc = proc;
+    n->n_pgs++;
+}
+
+static void pg_remove(node_t *n, luray_oid_t id)
+{
+    pg_forget(n, id);
+    if (!n->cluster) {
+        node_bundle_apply(n, id, -1, 2, 0, NULL, NULL);
+        return;
+    }
+    luray_buf_t b;
+    luray_buf_init(&b);
+    luray_buf_put_u8(&b, PGOP_REMOVE);
+    luray_proto_put_id(&b, id);
+    if (n->dir) {
+        luray_rd_t r;
+        luray_rd_init(&r, b.data, b.len);
+        head_pg_request(n->dir, n->node_id, 0, &r);
+    } else if (n->head) {
+        luray_buf_t *m = node_msg_begin(n, n->head, LURAY_MSG_PGREQ);
+        luray_buf_put_u64(m, 0);
+        luray_buf_put(m, b.data, b.len);
+        node_msg_end(n->head);
+    }
+    luray_buf_close(&b);
+}
+
+/* A driver's placement groups end with it. */
+void node_pgs_of_left(node_t *n, proc_t *p)
+{
+    for (uint32_t i = 0; i < n->n_pgs;) {
+        if (n->pgs[i].proc == p->id)
+            pg_remove(n, n->pgs[i].id);
+        else
+            i++;
+    }
+}
+
 /* A client's PG message: create (the ready object is the group's id) or remove. */
 void node_on_pg(node_t *n, proc_t *p, luray_rd_t *r)
 {
@@ -798,19 +887,19 @@ void node_on_pg(node_t *n, proc_t *p, luray_rd_t *r)
     luray_rd_t id_rd;
     luray_rd_init(&id_rd, r->p + 1, 16);
     luray_oid_t id = luray_proto_rd_id(&id_rd);
-    if (op == PGOP_CREATE) {
-        if (id.node != n->node_id || node_obj_get(n, id))
-            return node_count_bad(n, "PG id");
-        if (!node_obj_new(n, id))
-            return;
-        node_proc_ref(n, p, id, 1);
-    }
+    if (op == PGOP_REMOVE)
+        return pg_remove(n, id);
+    if (op != PGOP_CREATE)
+        return node_count_bad(n, "PG op");
+    if (id.node != n->node_id || node_obj_get(n, id))
+        return node_count_bad(n, "PG id");
+    if (!node_obj_new(n, id))
+        return;
+    node_proc_ref(n, p, id, 1);
+    pg_remember(n, id, p->id);
     if (!n->cluster) {
         /* One node: the group is this node's own. */
-        if (op == PGOP_CREATE)
-            node_pg_local(n, p, r);
-        else
-            node_bundle_apply(n, id, -1, 2, 0, NULL, NULL);
+        node_pg_local(n, p, r);
         return;
     }
     if (n->dir) {

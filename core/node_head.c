@@ -485,10 +485,34 @@ static uint32_t place_in_group(head_t *h, const place_req_t *q, char *why, size_
                  q->bundle + 1, g->n_bundles);
         return 0;
     }
+    /* Bundles that could hold it at all. */
+    uint32_t fit = 0, pick = UINT32_MAX;
+    for (uint32_t k = 0; k < g->n_bundles; k++) {
+        uint32_t b = (g->rr + k) % g->n_bundles;
+        if (q->bundle >= 0 && b != (uint32_t)q->bundle)
+            continue;
+        const hbundle_t *bd = &g->bundles[b];
+        bool holds = true;
+        for (uint32_t i = 0; i < q->n_res && holds; i++) {
+            int64_t have = 0;
+            for (uint32_t j = 0; j < bd->n_res; j++)
+                if (strlen(bd->names[j]) == q->name_lens[i] &&
+                    memcmp(bd->names[j], q->names[i], q->name_lens[i]) == 0)
+                    have = bd->amounts[j];
+            holds = q->amounts[i] <= have;
+        }
+        if (holds && fit++ == 0)
+            pick = b;
+    }
+    if (!fit) {
+        snprintf(why, whylen, "%s of its placement group can hold what it requires",
+                 q->bundle >= 0 ? "the bundle it names" : "no bundle");
+        return 0;
+    }
     if (g->state != PG_CREATED)
         return PLACE_LATER;
-    uint32_t b = q->bundle >= 0 ? (uint32_t)q->bundle : g->rr++ % g->n_bundles;
-    return g->bundles[b].node ? g->bundles[b].node : PLACE_LATER;
+    g->rr = pick + 1;
+    return g->bundles[pick].node ? g->bundles[pick].node : PLACE_LATER;
 }
 
 uint32_t head_place(head_t *h, uint32_t asker, const place_req_t *q, char *why, size_t whylen)

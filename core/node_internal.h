@@ -73,6 +73,7 @@ actor_t *node_actor_proxy(node_t *n, luray_actor_id_t id);
 bool node_lookup_remote(node_t *n, proc_t *p, uint64_t req, const char *key);
 void node_name_changed(node_t *n, actor_t *a, bool on);
 void node_pg_local(node_t *n, proc_t *p, luray_rd_t *r);
+void node_pgs_of_left(node_t *n, proc_t *p);
 /* The function blob of a hash, when this node has it. */
 const uint8_t *node_func_blob(node_t *n, const uint8_t hash[16], uint32_t *len);
 void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r);

@@ -560,6 +560,7 @@ void node_free_tables(node_t *n)
         free(a);
     }
     luray_oidmap_close(&n->actors);
+    free(n->pgs);
     while (n->bundles) {
         bundle_t *b = n->bundles;
         n->bundles = b->next;

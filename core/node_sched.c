@@ -367,7 +367,7 @@ void node_schedule(node_t *n)
     int scanned = 0;
     while (t && scanned++ < 1024) {
         task_t *next = t->next;
-        if (n->cluster && node_place_if_needed(n, t)) {
+        if (node_place_if_needed(n, t)) {
             t = next;
             continue;
         }
@@ -980,6 +980,7 @@ void node_kill_actor(node_t *n, actor_t *a, bool no_restart, const char *why)
 
 void node_driver_left(node_t *n, proc_t *p)
 {
+    node_pgs_of_left(n, p);
     for (size_t i = 0; i < n->actors.cap; i++) {
         actor_t *a = n->actors.slots[i].val;
         if (a && a->owner == p->id && !a->detached && a->state != A_DEAD)

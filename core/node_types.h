@@ -238,6 +238,11 @@ struct node {
     task_list_t placing; /* tasks whose PLACE is out */
     uint64_t place_req;
     bundle_t *bundles;
+    struct {
+        luray_oid_t id;
+        uint32_t proc; /* the driver that made it: the group goes when it does */
+    } *pgs;
+    uint32_t n_pgs, cap_pgs;
     uint64_t pulls_started, bytes_pulled, auth_rejected_seen;
     uint32_t n_dead;
     uint32_t *dead; /* node ids declared dead */

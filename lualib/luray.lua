@@ -189,6 +189,11 @@ end
 
 -- ---------------------------------------------------------------- options
 
+local PlacementGroup = {}
+PlacementGroup.__index = PlacementGroup
+PlacementGroup.__name = "luray.PlacementGroup"
+
+-- Returns strategy, target node, soft, placement group id (16 bytes), bundle index (0-based).
 local function parse_strategy(s, where)
     if s == nil or s == "DEFAULT" then return 0 end
     if s == "SPREAD" then return 1 end
@@ -198,7 +203,15 @@ local function parse_strategy(s, where)
         return 2, id, s.soft
     end
     if type(s) == "table" and s.placement_group then
-        error(where .. ": placement groups need the multi-node cluster, not available in this build", 3)
+        local pg = s.placement_group
+        if getmetatable(pg) ~= PlacementGroup then
+            error(where .. ": scheduling_strategy.placement_group must be a placement group", 3)
+        end
+        local i = s.bundle_index
+        if i ~= nil and (math.type(i) ~= "integer" or i < 1 or i > #pg.bundles) then
+            error(where .. ": bundle_index must be an integer from 1 to " .. #pg.bundles, 3)
+        end
+        return 3, nil, nil, pg.id, i and i - 1 or -1
     end
     error(where .. ": unknown scheduling_strategy " .. tostring(s), 3)
 end
@@ -281,7 +294,7 @@ function RemoteFunction:_template()
     local t = templates[self]
     if t then return t end
     local o = self.opts
-    local strategy, node, soft = parse_strategy(o.scheduling_strategy, "remote")
+    local strategy, node, soft, pg, bundle = parse_strategy(o.scheduling_strategy, "remote")
     t = core.template{
         kind = "task",
         func_blob = fn_blob(self.fn),
@@ -290,7 +303,7 @@ function RemoteFunction:_template()
         max_retries = o.max_retries or 3,
         retry_exceptions = o.retry_exceptions,
         resources = resources_of(o, 1, "remote"),
-        strategy = strategy, target_node = node, soft = soft,
+        strategy = strategy, target_node = node, soft = soft, pg_id = pg, bundle_index = bundle,
     }
     templates[self] = t
     return t
@@ -485,7 +498,7 @@ function ActorClass:remote(...)
         if h then return h end
     end
     local methods = method_names(self.class)
-    local strategy, node, soft = parse_strategy(o.scheduling_strategy, "actor")
+    local strategy, node, soft, pg, bundle = parse_strategy(o.scheduling_strategy, "actor")
     local tmpl = core.template{
         kind = "create",
         func_blob = fn_blob(self.class),
@@ -493,7 +506,7 @@ function ActorClass:remote(...)
         num_returns = 1,
         max_retries = 0,
         resources = resources_of(o, 0, "actor"),
-        strategy = strategy, target_node = node, soft = soft,
+        strategy = strategy, target_node = node, soft = soft, pg_id = pg, bundle_index = bundle,
         actor_name = o.name,
         namespace = ns,
         detached = o.lifetime == "detached",
@@ -570,6 +583,57 @@ function M.get_actor(name, opts)
     return h
 end
 
+-- ---------------------------------------------------------------- placement groups
+
+local pg_strategies = { PACK = 0, SPREAD = 1, STRICT_PACK = 2, STRICT_SPREAD = 3 }
+
+-- bundles: a list of resource tables ({CPU = 1}, {CPU = 2, GPU = 1}, ...).
+function M.placement_group(bundles, strategy, opts)
+    ensure()
+    if type(bundles) ~= "table" or #bundles == 0 then
+        error("luray.placement_group: bundles must be a non-empty list of resource tables", 2)
+    end
+    strategy = strategy or "PACK"
+    local code = pg_strategies[strategy]
+    if not code then
+        error("luray.placement_group: strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, not "
+            .. tostring(strategy), 2)
+    end
+    local list = {}
+    for i, b in ipairs(bundles) do
+        if type(b) ~= "table" then error("luray.placement_group: bundle " .. i .. " is not a table", 2) end
+        local r, n = {}, 0
+        for k, v in pairs(b) do
+            if type(k) ~= "string" or type(v) ~= "number" or v < 0 then
+                error("luray.placement_group: bundle " .. i .. ": resource amounts must be numbers >= 0", 2)
+            end
+            r[k] = v
+            n = n + 1
+        end
+        if n == 0 then error("luray.placement_group: bundle " .. i .. " is empty", 2) end
+        list[i] = r
+    end
+    local ready, id = core.pg_create(code, list)
+    return setmetatable({ id = id, bundles = list, strategy = strategy,
+                          name = opts and opts.name, _ready = ready }, PlacementGroup)
+end
+
+-- An ObjectRef that is ready (true) once every bundle is reserved, or raises
+-- PlacementGroupError when the group can never be placed.
+function PlacementGroup:ready() return self._ready end
+
+function PlacementGroup:__tostring()
+    return "PlacementGroup(" .. core.hex(self.id) .. ", " .. self.strategy .. ", "
+        .. #self.bundles .. " bundles)"
+end
+
+function M.remove_placement_group(pg)
+    if getmetatable(pg) ~= PlacementGroup then
+        error("luray.remove_placement_group: expected a placement group", 2)
+    end
+    core.pg_remove(pg.id)
+end
+
 function M.kill(h, opts)
     ensure()
     if not core.is_handle(h) then error("luray.kill: expected an ActorHandle", 2) end
@@ -589,7 +653,8 @@ function M.nodes()
     local out = {}
     for _, n in ipairs(info().nodes) do
         out[#out + 1] = { node_id = n.node_id, address = n.address, alive = n.alive,
-                          resources = n.resources, available = n.available }
+                          resources = n.resources, available = n.available,
+                          is_head = n.is_head or false }
     end
     return out
 end
