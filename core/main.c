@@ -18,6 +18,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "cli_job.h"
 #include "errors.h"
 #include "errors_str.h"
 #include "lua_setup.h"
@@ -39,8 +40,11 @@ static const char usage_main[] =
     "  (none)             the interactive REPL; runs stdin as a script when it is not a terminal\n"
     "  run SCRIPT [ARGS]  runs a Lua script as a driver ('luray run --help')\n"
     "  start --head       starts a head node on this machine ('luray start --help')\n"
+    "  start --address A  starts a node that joins the cluster at A\n"
     "  status             shows nodes, resources, tasks, actors and object store use\n"
     "  stop               stops the luray clusters of this machine and removes their files\n"
+    "  job                runs drivers on a cluster: submit, status, logs, stop, list\n"
+    "                     ('luray job --help')\n"
     "  plugins            lists the plugins found, their versions and ABI, and which are loaded\n"
     "\n"
     "options of the REPL (as for run): --address HOST:PORT, --num-cpus N, --num-gpus N,\n"
@@ -50,6 +54,7 @@ static const char usage_main[] =
     "\n"
     "environment:\n"
     "  LURAY_ADDRESS      the cluster to use when no --address is given (HOST:PORT or auto)\n"
+    "  LURAY_TOKEN_FILE   the cluster token for 'start --address' and 'job'\n"
     "  LURAY_TMPDIR       where local clusters keep their files (default "
     LURAY_SESSION_BASE_DEFAULT ")\n"
     "  LURAY_HISTORY      the REPL's history file (default ~/.luray_history)\n"
@@ -1218,7 +1223,7 @@ static int cmd_worker(void)
 
 static int not_in_build(const char *cmd)
 {
-    fprintf(stderr, "luray %s: not available in this build (needs the multi-node cluster)\n", cmd);
+    fprintf(stderr, "luray %s: not available in this build (needs the serve plugin)\n", cmd);
     return 1;
 }
 
@@ -1250,7 +1255,9 @@ int main(int argc, char **argv)
         return cmd_node(argc, argv);
     if (strcmp(cmd, "_worker") == 0)
         return cmd_worker();
-    if (strcmp(cmd, "job") == 0 || strcmp(cmd, "serve") == 0)
+    if (strcmp(cmd, "job") == 0)
+        return luray_cli_job(argc, argv);
+    if (strcmp(cmd, "serve") == 0)
         return not_in_build(cmd);
     if (strcmp(cmd, "help") == 0) {
         if (argc > 2) {

@@ -20,6 +20,7 @@
 #include "errors_str.h"
 #include "log.h"
 #include "node_cluster.h"
+#include "node_head.h"
 #include "node_internal.h"
 #include "node_remote.h"
 #include "serialize.h"
@@ -587,6 +588,8 @@ void node_stop(node_t *n)
     if (n->stopping)
         return;
     n->stopping = true;
+    /* Jobs' drivers end first, while their node still answers them. */
+    head_stop(n->dir);
     for (uint32_t i = 0; i < n->n_procs; i++) {
         proc_t *p = n->procs[i];
         if (p->kind == LURAY_PROC_WORKER && !p->gone && p->sock >= 0) {
@@ -775,6 +778,7 @@ int luray_node_main(const luray_node_opts_t *opts)
     status = n->exit_status;
 
 err_sock:
+    head_stop(n->dir);
     if (!n->announced && opts->ready_fd >= 0) {
         ssize_t w = write(opts->ready_fd, "F", 1);
         (void)w;

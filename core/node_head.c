@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 
+#include "ctl.h"
+#include "jobs.h"
 #include "log.h"
 #include "luray/errors.h"
 #include "node_cluster.h"
@@ -78,6 +81,8 @@ struct head {
     uint32_t n_pgs, cap_pgs;
     FILE *log;
     uint64_t decisions;
+    luray_ctl_server_t *ctl; /* the control port: status and jobs */
+    luray_jobs_t *jobs;
 };
 
 static luray_oid_t key_of(uint32_t id) { return (luray_oid_t){id, 0, 0}; }
@@ -1216,6 +1221,49 @@ static void on_inforeq(head_t *h, proc_t *p, luray_rd_t *r)
     free(s);
 }
 
+/* ---- the control port ---- */
+
+static cJSON *on_ctl(void *ctx, const cJSON *req, luray_ctl_bytes_t *bytes)
+{
+    head_t *h = ctx;
+    cJSON *reply = h->jobs ? luray_jobs_handle(h->jobs, req, bytes) : NULL;
+    if (reply)
+        return reply;
+    const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "op"));
+    if (op && strcmp(op, "status") == 0) {
+        char *s = head_info_json(h);
+        reply = s ? cJSON_Parse(s) : NULL;
+        free(s);
+        if (reply)
+            cJSON_AddBoolToObject(reply, "ok", 1);
+        return reply ? reply : luray_ctl_error("cannot build the cluster status");
+    }
+    return luray_ctl_error("unknown operation \"%s\"", op ? op : "");
+}
+
+/* Jobs and the control port (tcp port + 1) of a head started with a state folder. */
+static int open_ctl(head_t *h, char *err, size_t errlen)
+{
+    node_t *n = h->n;
+    const luray_node_opts_t *o = n->opts;
+    if (!o->state_dir || !o->token_file)
+        return 0;
+    const char *host = o->host ? o->host : "127.0.0.1";
+    char driver_addr[300], ctl_addr[300];
+    snprintf(driver_addr, sizeof(driver_addr), "%s:%d", host, n->port);
+    snprintf(ctl_addr, sizeof(ctl_addr), "tcp://%s:%d", host, n->port + LURAY_CTL_PORT_OFFSET);
+    luray_jobs_opts_t jo = {.state_dir = o->state_dir, .exe = o->exe,
+                            .driver_address = driver_addr, .token_file = o->token_file};
+    uint8_t key[LURAY_KEY_BYTES];
+    int rc = luray_key_load(o->token_file, key, err, errlen);
+    if (rc == 0)
+        rc = luray_jobs_open(n->loop, &jo, &h->jobs, err, errlen);
+    if (rc == 0)
+        rc = luray_ctl_server_start(n->loop, ctl_addr, key, on_ctl, h, &h->ctl, err, errlen);
+    sodium_memzero(key, sizeof(key));
+    return rc;
+}
+
 /* ---- dispatch, open, close ---- */
 
 bool head_handle(head_t *h, proc_t *p, uint16_t type, luray_rd_t *r)
@@ -1285,7 +1333,19 @@ int head_open(node_t *n, char *err, size_t errlen)
     uv_timer_init(n->loop, &h->check);
     h->check.data = h;
     uv_timer_start(&h->check, on_check, CHECK_MS, CHECK_MS);
-    return 0;
+    return open_ctl(h, err, errlen);
+}
+
+/* Before the loop closes: the control port and the jobs stop (they free themselves in close
+ * callbacks, so the loop runs once more after this). */
+void head_stop(head_t *h)
+{
+    if (!h)
+        return;
+    luray_ctl_server_stop(h->ctl);
+    h->ctl = NULL;
+    luray_jobs_close(h->jobs);
+    h->jobs = NULL;
 }
 
 void head_close(head_t *h)

@@ -27,6 +27,8 @@ typedef struct {
 #define PLACE_LATER 0xffffffffu
 
 int head_open(node_t *n, char *err, size_t errlen);
+/* Stops the control port and the jobs; the loop must run once more before head_close. */
+void head_stop(head_t *h);
 void head_close(head_t *h);
 /* tcp:// address of a live node, or NULL. */
 const char *head_node_addr(head_t *h, uint32_t id);

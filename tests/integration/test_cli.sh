@@ -78,7 +78,7 @@ check "--version prints the version" [ "$rc" = 0 -a "$(cat "$out")" = "luray 0.1
 L --help
 check "--help lists the commands" bash -c "[ $rc = 0 ] && grep -q 'run SCRIPT' '$out' &&
     grep -q 'start --head' '$out' && grep -q 'status' '$out' && grep -q 'stop' '$out' &&
-    grep -q 'plugins' '$out' && ! grep -q 'job' '$out'"
+    grep -q 'plugins' '$out' && grep -q 'job' '$out' && grep -q 'start --address' '$out'"
 
 L run --help
 check "run --help shows run's options" bash -c "[ $rc = 0 ] && grep -q -- '--num-cpus' '$out' &&
@@ -216,9 +216,10 @@ for f in $shm_left; do
     kill -0 "$pid" 2>/dev/null || dead_shm="$dead_shm $f"
 done
 check "no /dev/shm segment of a dead luray process is left" [ -z "$dead_shm" ]
-# The head's token stays (a head started again on that port keeps its key), and nothing else.
+# The head's state folder stays (a head started again on that port keeps its token and its jobs'
+# history); nothing else does.
 check "the session files are gone" bash -c "[ -z \"\$(ls -A '$LURAY_TMPDIR' | grep -v '^work$' | grep -v '^cluster-')\" ] &&
-    [ -z \"\$(ls -A '$LURAY_TMPDIR'/cluster-* 2>/dev/null | grep -v '^token$' | grep -v '^$' | grep -v ':$')\" ]"
+    [ -z \"\$(ls -A '$LURAY_TMPDIR'/cluster-* 2>/dev/null | grep -v -e '^token$' -e '^jobs' -e '^$' -e ':$')\" ]"
 
 L status
 check "status after stop fails with a clear message" bash -c "[ $rc = 1 ] &&
