@@ -96,8 +96,9 @@ static const char usage_start[] =
     "                              for status and jobs is P+1). A node: its own port (default:\n"
     "                              the first free one from the head's port + 2)\n"
     "  --host H                    the address to bind (default 127.0.0.1)\n"
-    "  --token-file F              a joining node: the cluster token (default: env\n"
-    "                              LURAY_TOKEN_FILE, else $LURAY_TMPDIR/cluster-PORT/token)\n"
+    "  --token-file F              the cluster token: a joining node's (default: env\n"
+    "                              LURAY_TOKEN_FILE, else $LURAY_TMPDIR/cluster-PORT/token);\n"
+    "                              a head uses it instead of making its own\n"
     "  --num-cpus N                CPUs to offer (default: all online CPUs)\n"
     "  --num-gpus N                GPUs to offer (default 0)\n"
     "  --resources JSON            custom resources, such as '{\"disk\": 2}'\n"
@@ -702,11 +703,12 @@ static int cluster_paths(const char *address, const char *token_file, char *stat
         snprintf(err, errlen, "LURAY_TMPDIR is too long");
         return LURAY_EINVAL;
     }
-    if (head) {
-        if (mkdir(state, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create %.900s: %s", state, strerror(errno));
-            return LURAY_EIO;
-        }
+    if (head && mkdir(state, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %.900s: %s", state, strerror(errno));
+        return LURAY_EIO;
+    }
+    if (head && (!token_file || !*token_file)) {
+        /* The head's own token, made on its first start. */
         w = snprintf(token, tlen, "%s/token", state);
         return w < 0 || (size_t)w >= tlen ? LURAY_EINVAL : 0;
     }
@@ -735,7 +737,7 @@ static void print_started(const char *address, const char *dir, const char *toke
     printf("\n");
     printf("  to join a node:        luray start --address %s\n", address);
     printf("                         (on another machine add --token-file with a copy of the token)\n");
-    printf("  cluster token:         %s (mode 0600; nodes, drivers and job clients need it)\n",
+    printf("  cluster token:         %s (mode 0600; nodes and job clients need it)\n",
            token);
     printf("  to connect a script:   luray run --address %s script.lua\n", address);
     printf("               or with:  LURAY_ADDRESS=%s luray run script.lua\n", address);

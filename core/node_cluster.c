@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -451,6 +452,8 @@ static void send_beat(node_t *n)
     luray_buf_put_u32(b, NODE_BEAT_STATS);
     for (int i = 0; i < NODE_BEAT_STATS; i++)
         luray_buf_put_u64(b, stats[i]);
+    /* Our address: a head that restarted and does not know us can ask us to register. */
+    luray_buf_put_str(b, n->address, strlen(n->address));
     luray_frame_end(&f);
     if (!f.buf.err)
         node_beat_update(n->beat_thread, f.buf.data, f.buf.len);
@@ -725,6 +728,12 @@ int node_cluster_start(node_t *n, char *err, size_t errlen)
     if (!o->head && !o->join)
         return 0;
     n->cluster = true;
+    /* A head holds a connection (and nanomsg's sockets use descriptors) per node. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     /* Chunks of objects between nodes are megabytes each: keep such buffers in the heap for
      * reuse instead of mapping (and faulting in, zeroed) fresh pages for every message. */
     mallopt(M_MMAP_THRESHOLD, 64 << 20);

@@ -163,6 +163,7 @@ static void ask_head(node_t *n, task_t *t)
     place_req_of(n, t, &q);
     if (n->dir) {
         char why[300] = "";
+        head_sync(n->dir);
         uint32_t to = head_place(n->dir, n->node_id, &q, why, sizeof(why));
         const char *addr = to && to != PLACE_LATER ? head_node_addr(n->dir, to) : NULL;
         decided(n, t, to, addr, why);

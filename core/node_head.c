@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <nanomsg/nn.h>
 #include <sodium.h>
 
 #include "ctl.h"
@@ -30,10 +31,12 @@ typedef struct {
     uint32_t pid;
     int n_res;
     char *names[NODE_MAX_RES];
+    uint32_t name_lens[NODE_MAX_RES];
     int64_t total[NODE_MAX_RES];
     int64_t avail[NODE_MAX_RES];
     uint64_t stats[NODE_BEAT_STATS];
     char *death;
+    uint64_t told_ms; /* when a dead node that still sends was last told so */
 } hnode_t;
 
 typedef struct {
@@ -154,13 +157,25 @@ static void hnode_set_res(hnode_t *x, int n_res, char **names, const int64_t *to
     x->n_res = 0;
     for (int i = 0; i < n_res && i < NODE_MAX_RES; i++) {
         x->names[i] = names[i];
+        x->name_lens[i] = (uint32_t)strlen(names[i]);
         x->total[i] = x->avail[i] = total[i];
         x->n_res++;
     }
 }
 
-/* The head's own node, as fresh as its loop knows it. */
+/* The head's own node, as fresh as its loop knows it: its resources (cheap, before each batch
+ * of decisions) and, with stats, its counters (a walk over its processes, for status). */
+static void sync_self_res(head_t *h);
+
 static void sync_self(head_t *h)
+{
+    sync_self_res(h);
+    hnode_t *x = hnode(h, h->n->node_id);
+    if (x)
+        node_beat_stats(h->n, x->stats);
+}
+
+static void sync_self_res(head_t *h)
 {
     node_t *n = h->n;
     hnode_t *x = hnode(h, n->node_id);
@@ -174,7 +189,6 @@ static void sync_self(head_t *h)
     }
     memcpy(x->total, n->total, sizeof(int64_t) * (size_t)n->n_res);
     memcpy(x->avail, n->avail, sizeof(int64_t) * (size_t)n->n_res);
-    node_beat_stats(n, x->stats);
     x->alive = true;
     x->last_seen = uv_now(n->loop);
 }
@@ -188,8 +202,10 @@ const char *head_node_addr(head_t *h, uint32_t id)
 void head_tell_dead(head_t *h, uint32_t id)
 {
     hnode_t *x = hnode(h, id);
-    if (!x || !x->addr[0])
+    uint64_t now = uv_now(h->n->loop);
+    if (!x || !x->addr[0] || (x->told_ms && now - x->told_ms < 2000))
         return;
+    x->told_ms = now;
     /* The peer proc is gone with the node: a one-off socket carries the news. */
     proc_t *tmp = node_proc_new(h->n, LURAY_PROC_PEER);
     if (!tmp)
@@ -309,9 +325,15 @@ static void on_nreg(head_t *h, proc_t *p, luray_rd_t *r)
     snprintf(x->addr, sizeof(x->addr), "%s", a);
     x->pid = pid;
     hnode_set_res(x, (int)n_res, names, total);
+    node_peer_set_addr(n, p, a);
+    if (p->sock < 0) {
+        /* nanomsg gives a process at most 512 sockets, one per node here. */
+        luray_log(LURAY_LOG_ERROR, "head", "cannot open a connection to node %08x at %s: %s; "
+                  "the cluster cannot take more nodes", id, a, nn_strerror(nn_errno()));
+        return;
+    }
     x->alive = true;
     x->last_seen = uv_now(n->loop);
-    node_peer_set_addr(n, p, a);
     if (!known)
         luray_log(LURAY_LOG_INFO, "head", "node %08x joined from %s", id, a);
     reply_nreg(n, p, 0, "");
@@ -319,13 +341,38 @@ static void on_nreg(head_t *h, proc_t *p, luray_rd_t *r)
     pg_try_all(h);
 }
 
+/* The address at the end of a BEAT, after the amounts and counters. */
+static bool beat_addr(luray_rd_t r, char *out, size_t len)
+{
+    uint32_t n_res = luray_rd_u32(&r);
+    for (uint32_t i = 0; i < n_res && !r.err; i++)
+        luray_rd_u64(&r);
+    uint32_t n_stats = luray_rd_u32(&r);
+    for (uint32_t i = 0; i < n_stats && !r.err; i++)
+        luray_rd_u64(&r);
+    size_t alen = 0;
+    const char *a = luray_rd_str(&r, &alen);
+    if (r.err || alen == 0 || alen >= len)
+        return false;
+    memcpy(out, a, alen);
+    out[alen] = 0;
+    return true;
+}
+
 static void on_beat(head_t *h, proc_t *p, luray_rd_t *r)
 {
     node_t *n = h->n;
     hnode_t *x = hnode(h, p->peer_node);
     if (!x || !x->alive) {
-        node_msg_begin(n, p, LURAY_MSG_REREG);
-        node_msg_end(p);
+        /* A node of a head that restarted (or one it has not heard register): tell it to
+         * register, at the address its heartbeat gives. */
+        char a[300];
+        if (!x && p->sock < 0 && beat_addr(*r, a, sizeof(a)))
+            node_peer_set_addr(n, p, a);
+        if (!x || !x->death) {
+            node_msg_begin(n, p, LURAY_MSG_REREG);
+            node_msg_end(p);
+        }
         return;
     }
     uint32_t n_res = luray_rd_u32(r);
@@ -409,7 +456,7 @@ int place_req_read(luray_rd_t *r, place_req_t *q)
 static int res_at(const hnode_t *x, const char *name, uint32_t len)
 {
     for (int i = 0; i < x->n_res; i++)
-        if (strlen(x->names[i]) == len && memcmp(x->names[i], name, len) == 0)
+        if (x->name_lens[i] == len && memcmp(x->names[i], name, len) == 0)
             return i;
     return -1;
 }
@@ -520,10 +567,11 @@ static uint32_t place_in_group(head_t *h, const place_req_t *q, char *why, size_
     return g->bundles[pick].node ? g->bundles[pick].node : PLACE_LATER;
 }
 
+void head_sync(head_t *h) { sync_self_res(h); }
+
 uint32_t head_place(head_t *h, uint32_t asker, const place_req_t *q, char *why, size_t whylen)
 {
     h->decisions++;
-    sync_self(h);
     if (q->strategy == 3)
         return place_in_group(h, q, why, whylen);
     hnode_t *chosen = NULL;
@@ -599,6 +647,10 @@ static void on_place(head_t *h, proc_t *p, luray_rd_t *r)
     uint32_t count = luray_rd_u32(r);
     if (r->err || count > luray_rd_left(r) / 40)
         return node_count_bad(n, "PLACE");
+    hnode_t *asker = hnode(h, p->peer_node);
+    if (!asker || !asker->alive)
+        return; /* not registered (or dead): it cannot be answered, nor should it be */
+    sync_self_res(h);
     luray_buf_t *b = node_msg_begin(n, p, LURAY_MSG_PLACED);
     luray_buf_put_u64(b, req);
     size_t count_at = b->len;
@@ -1268,6 +1320,13 @@ static int open_ctl(head_t *h, char *err, size_t errlen)
 
 bool head_handle(head_t *h, proc_t *p, uint16_t type, luray_rd_t *r)
 {
+    hnode_t *x = hnode(h, p->peer_node);
+    bool member = x && x->alive;
+    if (!member && type != LURAY_MSG_NREG && type != LURAY_MSG_BEAT && type >= LURAY_MSG_NREG &&
+        type != LURAY_MSG_NREG_OK) {
+        node_count_bad(h->n, "directory message from a node that is not registered");
+        return true;
+    }
     switch (type) {
     case LURAY_MSG_NREG:
         on_nreg(h, p, r);

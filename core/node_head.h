@@ -36,6 +36,8 @@ const char *head_node_addr(head_t *h, uint32_t id);
 void head_tell_dead(head_t *h, uint32_t id);
 /* Handles a directory message from a peer node; false when the type is not the directory's. */
 bool head_handle(head_t *h, proc_t *p, uint16_t type, luray_rd_t *r);
+/* Refreshes the head's own free resources in its view: call before a batch of head_place. */
+void head_sync(head_t *h);
 uint32_t head_place(head_t *h, uint32_t asker, const place_req_t *q, char *why, size_t whylen);
 /* The whole cluster as `luray status --json` shows it (malloc'd). */
 char *head_info_json(head_t *h);

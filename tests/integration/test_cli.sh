@@ -3,6 +3,7 @@
 # and a real head node through start, status, run --address and stop, in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/free_port.sh
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -149,15 +150,7 @@ check "os.exit keeps its status and takes the embedded cluster down" bash -c "[ 
     [ \"\$(cat '$out')\" = 5 ] && [ -z '$dead_after_exit' ]"
 
 # A head node on a random free port.
-port=
-for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        port=$p
-        break
-    fi
-done
-port=${port:-23456}
+port=$(free_port 2)
 
 L start --head --port "$port" --num-cpus 3 --object-store-memory 128MB
 check "start --head prints the address to join" bash -c "[ $rc = 0 ] &&

@@ -5,6 +5,7 @@
 # `luray stop` leaving nothing behind. Everything runs in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/free_port.sh
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -72,7 +73,7 @@ lua() {
     L run "$work/$1.lua"
 }
 
-port=$((20000 + RANDOM % 20000))
+port=$(free_port 4) # the head, its control port, two nodes
 head=127.0.0.1:$port
 store=200MB
 
@@ -344,6 +345,44 @@ check "a node killed mid-job loses nothing: tasks retried, lost results rebuilt"
 sleep 1
 check "the dead node's workers exit by themselves" bash -c "! grep -qs . <(for p in /proc/[0-9]*; do
     tr '\\0' '\\n' 2>/dev/null <\$p/environ | grep -q '^LURAY_SESSION=$victim_dir\$' && echo \$p; done)"
+
+# ---- the head dies and comes back: nodes register again, named detached actors live on
+
+cat >"$work/detached.lua" <<'EOF'
+local ids = {}
+for _, nd in ipairs(luray.nodes()) do if nd.alive and not nd.is_head then ids[#ids + 1] = nd.node_id end end
+local Keeper = luray.actor({
+    init = function(self) self.v = 0 end,
+    bump = function(self) self.v = self.v + 1 return self.v end,
+})
+local k = Keeper:options{name = "keeper", lifetime = "detached",
+                         scheduling_strategy = {node_id = ids[1]}}:remote()
+assert(luray.get(k.bump:remote()) == 1)
+print("detached ok")
+EOF
+cat >"$work/detached2.lua" <<'EOF'
+local k = luray.get_actor("keeper")
+assert(luray.get(k.bump:remote()) == 2, "the actor kept its state")
+local alive = 0
+for _, nd in ipairs(luray.nodes()) do if nd.alive then alive = alive + 1 end end
+print("after restart ok", alive)
+EOF
+lua detached
+check "a named detached actor on a node" bash -c "[ $rc = 0 ] && grep -q 'detached ok' '$out'"
+head_pid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$LURAY_TMPDIR/current/node.json")
+kill -9 "$head_pid"
+sleep 0.5
+L start --head --port "$port" --num-cpus 1 --object-store-memory "$store"
+check "the head starts again on its port with its token" bash -c "[ $rc = 0 ]"
+for _ in $(seq 50); do
+    timeout 10 "$LURAY_BIN" status --json >"$work/st.json" 2>/dev/null
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s['alive_nodes'] == 2 else 1)" \
+        "$work/st.json" 2>/dev/null && break
+    sleep 0.2
+done
+lua detached2
+check "nodes register again and the named detached actor answers with its state" \
+    bash -c "[ $rc = 0 ] && grep -q 'after restart ok.2' '$out'"
 
 # ---- stop
 

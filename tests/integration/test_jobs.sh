@@ -5,6 +5,7 @@
 # `luray stop`, all in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/free_port.sh
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -78,16 +79,7 @@ job_id() {
 
 echo "1..18"
 
-port=
-for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
-        ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
-        port=$p
-        break
-    fi
-done
-port=${port:-23456}
+port=$(free_port 2)
 addr=127.0.0.1:$port
 
 L start --head --port "$port" --num-cpus 2 --object-store-memory 128MB

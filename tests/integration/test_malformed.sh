@@ -4,6 +4,7 @@
 # and keep serving; afterwards `luray stop` leaves no process or shared memory behind.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/free_port.sh
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -190,14 +191,7 @@ EOF
 nframes=$(ls "$work/frames" | wc -l)
 
 # A head node on a random free port.
-port=
-for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        port=$p
-        break
-    fi
-done
+port=$(free_port 2)
 port=${port:-23457}
 
 shm_before=$work/shm.before
