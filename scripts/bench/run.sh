@@ -104,7 +104,21 @@ run_group core_tasks
 run_group core_actors
 run_group core_objects
 
-log "placement_group_create_removal: skipped (placement groups are not in this build)"
+run_group core_pg
+
+# The multi-node rows, on a three-node cluster of their own (cluster.sh starts and stops it).
+log "== cluster.sh"
+t0=$SECONDS
+LURAY_BUILD=$build "$here/cluster.sh" || failed+=(cluster)
+log "cluster.sh took $((SECONDS - t0))s"
+
+# The head at scale: simulated nodes heartbeating and asking for placements against one real
+# head. A head holds one nanomsg socket per node and nanomsg allows 512 per process, so the
+# default run plays 500 nodes (LURAY_SIM_NODES=1000 shows what happens beyond).
+log "== sim_nodes"
+t0=$SECONDS
+LURAY_BUILD=$build LURAY_SIM_NODES=${LURAY_SIM_NODES:-500} "$here/sim_nodes.sh" || failed+=(sim_nodes)
+log "sim_nodes took $((SECONDS - t0))s"
 
 if [ ${#failed[@]} -gt 0 ]; then
     log "FAILED: ${failed[*]}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench-peers`: runs luray's core benchmarks (../run.sh) and the same workloads on Ray
-# (ray_micro.py) on this machine, then prints a table: name, luray, ray, ratio (luray/ray).
+# (ray_micro.py, ray_multinode.py) on this machine, then prints a table: name, luray, ray, ratio (luray/ray).
 # Usage: run.sh [FILE]  -- FILE receives every JSON line of both sides.
 set -u -o pipefail
 
@@ -27,6 +27,11 @@ if python3 -c "import ray, numpy" 2>/dev/null; then
     timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/ray_micro.py" > "$tmp/ray.jsonl" \
         || { log "ray bench reported failures"; status=1; }
     log "ray side took $((SECONDS - t0))s"
+    log "ray: scripts/bench/peers/ray_multinode.py"
+    t0=$SECONDS
+    timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/ray_multinode.py" >> "$tmp/ray.jsonl" \
+        || { log "ray multi-node bench reported failures"; status=1; }
+    log "ray multi-node side took $((SECONDS - t0))s"
 else
     log "ray or numpy is missing and could not be installed: the Ray column stays empty"
     : > "$tmp/ray.jsonl"
@@ -43,7 +48,8 @@ CANON = ["memcpy_gigabytes", "single_client_tasks_sync", "single_client_tasks_as
          "1_1_actor_calls_concurrent", "n_n_actor_calls_async", "single_client_put_calls",
          "single_client_get_calls", "single_client_put_gigabytes", "single_client_get_gigabytes",
          "single_client_wait_1k_refs", "placement_group_create_removal", "cold_run_seconds",
-         "idle_node_rss_mb", "idle_worker_rss_mb"]
+         "idle_node_rss_mb", "idle_worker_rss_mb", "multi_node_tasks_async",
+         "object_transfer_gigabytes", "node_death_detection_seconds"]
 rows, seen = {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
