@@ -2,6 +2,7 @@
  * stopping them, and the append-only record of job states that a restarted head replays. */
 #include "jobs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -458,17 +459,37 @@ static char **build_env(const luray_jobs_t *j, const job_t *job, const cJSON *en
     return env;
 }
 
-/* `exe run --address ADDR ENTRYPOINT ARGS...`; the strings are borrowed. */
-static char **build_argv(const luray_jobs_t *j, const job_t *job, const cJSON *args)
+/* True when the job came with files: its tasks need them on every node too. */
+static bool dir_has_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    struct dirent *e;
+    bool any = false;
+    while (!any && (e = readdir(d)))
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return any;
+}
+
+/* `exe run --address ADDR [--working-dir WD] ENTRYPOINT ARGS...`; the strings are borrowed. */
+static char **build_argv(const luray_jobs_t *j, const job_t *job, const cJSON *args,
+                         const char *wd)
 {
     size_t n = (size_t)cJSON_GetArraySize(args), k = 0;
-    char **argv = calloc(n + 6, sizeof(char *));
+    char **argv = calloc(n + 8, sizeof(char *));
     if (!argv)
         return NULL;
     argv[k++] = j->exe;
     argv[k++] = "run";
     argv[k++] = "--address";
     argv[k++] = j->driver_address;
+    if (dir_has_files(wd)) {
+        /* shipped to every node the job's tasks run on (runtime_env.working_dir) */
+        argv[k++] = "--working-dir";
+        argv[k++] = (char *)wd;
+    }
     argv[k++] = job->entrypoint;
     const cJSON *a;
     cJSON_ArrayForEach(a, args)
@@ -482,7 +503,7 @@ static void spawn_driver(luray_jobs_t *j, job_t *job, const cJSON *args, const c
     char wd[PATH_MAX], logpath[PATH_MAX];
     job_path(j, job->id, "wd", wd, sizeof(wd));
     job_path(j, job->id, "driver.log", logpath, sizeof(logpath));
-    char **argv = build_argv(j, job, args);
+    char **argv = build_argv(j, job, args, wd);
     char **env = build_env(j, job, env_vars);
     int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int rc = 0;

@@ -24,6 +24,7 @@
 #include "node.h"
 #include "plugin_host.h"
 #include "protocol.h"
+#include "pack.h"
 #include "serialize.h"
 #include "session.h"
 
@@ -1294,6 +1295,64 @@ static int l_cancel(lua_State *L)
     return 0;
 }
 
+/* core.pack_dir(dir): the folder as one blob (pack.h) and its hash; raises on failure. */
+static int l_pack_dir(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char err[1024], hash[LURAY_PACK_HASH_HEX];
+    if (luray_pack_dir(dir, 0, &blob, &len, err, sizeof(err)) != 0)
+        return luaL_error(L, "%s", err);
+    luray_pack_hash(blob, len, hash);
+    lua_pushlstring(L, (const char *)blob, len);
+    free(blob);
+    lua_pushstring(L, hash);
+    return 2;
+}
+
+/* core.pack_unpack(blob, dir): unpacks into dir (absent or empty); nil, message on failure. */
+static int l_pack_unpack(lua_State *L)
+{
+    size_t len;
+    const char *blob = luaL_checklstring(L, 1, &len);
+    const char *dir = luaL_checkstring(L, 2);
+    char err[1024];
+    if (luray_pack_unpack((const uint8_t *)blob, len, dir, err, sizeof(err)) != 0) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.chdir(dir): true, or nil and a message. */
+static int l_chdir(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    if (chdir(dir) != 0) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "cannot change to %s: %s", dir, strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.rename(from, to): true, or nil and a message. */
+static int l_rename(lua_State *L)
+{
+    const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
+    if (rename(from, to) != 0) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "%s", strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* core.pg_create(strategy, bundles): asks for a placement group (strategy 0 PACK, 1 SPREAD,
  * 2 STRICT_PACK, 3 STRICT_SPREAD; bundles a list of {resource = amount}). Returns the ref that
  * becomes ready when every bundle is reserved, and the group's id as 16 raw bytes. */
@@ -1693,6 +1752,10 @@ static const luaL_Reg core_funcs[] = {
     {"kill", l_kill},
     {"cancel", l_cancel},
     {"pg_create", l_pg_create},
+    {"pack_dir", l_pack_dir},
+    {"pack_unpack", l_pack_unpack},
+    {"chdir", l_chdir},
+    {"rename", l_rename},
     {"pg_remove", l_pg_remove},
     {"handle", l_handle},
     {"handle_id", l_handle_id},

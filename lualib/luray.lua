@@ -68,6 +68,29 @@ local init_keys = {
     namespace = true,
 }
 
+-- Packs runtime_env.working_dir and keeps the argument that goes before every task's and actor's
+-- own arguments: {__luray_runtime_env = hash, ref = the packed folder, env = env_vars}.
+local function ship_runtime_env(working_dir, env_vars)
+    local arg = { env = {} }
+    for k, v in pairs(env_vars or {}) do
+        if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+            error("runtime_env.env_vars must map names to strings", 0)
+        end
+        arg.env[k] = tostring(v)
+    end
+    if working_dir then
+        if type(working_dir) ~= "string" then error("runtime_env.working_dir must be a path", 0) end
+        if working_dir:sub(1, 1) ~= "/" then working_dir = (os.getenv("PWD") or ".") .. "/" .. working_dir end
+        local blob, hash = core.pack_dir(working_dir)
+        arg.__luray_runtime_env = hash
+        arg.ref = M.put(blob)
+        package.path = working_dir .. "/?.lua;" .. working_dir .. "/?/init.lua;" .. package.path
+    else
+        arg.__luray_runtime_env = "env"
+    end
+    state.runtime_env = arg
+end
+
 function M.init(opts)
     opts = opts or {}
     if state.initialized then
@@ -95,10 +118,6 @@ function M.init(opts)
     local session, err
     if address == nil then
         session = core.find_session(nil)
-        if session and wants_env then
-            error("luray.init: runtime_env applies to the cluster this driver starts; a running "
-                .. "cluster takes it with jobs (luray job submit), not available in this build", 2)
-        end
         if not session then
             if working_dir then
                 if type(working_dir) ~= "string" then error("luray.init: runtime_env.working_dir must be a path", 2) end
@@ -133,10 +152,6 @@ function M.init(opts)
             state.embedded_pid = pid
         end
     else
-        if wants_env then
-            error("luray.init: runtime_env applies to the cluster this driver starts; a running "
-                .. "cluster takes it with jobs (luray job submit), not available in this build", 2)
-        end
         session, err = core.find_session(address == "auto" and nil or address)
         if not session then error("luray.init: " .. tostring(err), 0) end
     end
@@ -146,6 +161,12 @@ function M.init(opts)
         if state.embedded_pid then core.reap(state.embedded_pid, 1, session) end
         state.embedded_pid = nil
         error("luray.init: " .. tostring(cerr), 2)
+    end
+    if wants_env and not state.embedded_pid then
+        -- A running cluster: the folder travels through the object store to every worker that
+        -- runs this driver's tasks and actors (the worker unpacks it once per node).
+        local ok2, e2 = pcall(ship_runtime_env, working_dir, renv.env_vars)
+        if not ok2 then error("luray.init: " .. tostring(e2), 2) end
     end
     return M
 end
@@ -185,6 +206,7 @@ function M.shutdown()
         core.disconnect()
     end
     state.initialized = false
+    state.runtime_env = nil
 end
 
 -- ---------------------------------------------------------------- options
@@ -311,6 +333,9 @@ end
 
 function RemoteFunction:remote(...)
     ensure()
+    if state.runtime_env then
+        return core.submit(templates[self] or self:_template(), state.runtime_env, ...)
+    end
     return core.submit(templates[self] or self:_template(), ...)
 end
 
@@ -514,7 +539,12 @@ function ActorClass:remote(...)
         max_task_retries = o.max_task_retries or 0,
         max_concurrency = o.max_concurrency or 1,
     }
-    local ref = core.submit(tmpl, ...)
+    local ref
+    if state.runtime_env then
+        ref = core.submit(tmpl, state.runtime_env, ...)
+    else
+        ref = core.submit(tmpl, ...)
+    end
     local h = core.handle(core.ref_task(ref), methods)
     if o.name then
         -- A named actor's creation is checked at once, so a duplicate name raises here.

@@ -58,6 +58,63 @@ local function resolve_args(args)
     return nil, views
 end
 
+-- ---- runtime_env of drivers on a running cluster (luray.init{runtime_env=...})
+
+local base_path = package.path
+local env_hash -- the environment this worker is in now
+local env_saved = {} -- variables it set, with the values they had before
+
+local function exists(path)
+    local f = io.open(path .. "/.", "r")
+    if f then f:close() end
+    return f ~= nil
+end
+
+-- Makes the folder a task's driver shipped this worker's current directory and the first place
+-- `require` looks, unpacking it once per node; sets its env_vars. Returns an error value or nil.
+local function enter_env(t, m)
+    if env_hash == m.__luray_runtime_env then return nil end
+    for k, v in pairs(env_saved) do core.setenv(k, v) end
+    env_saved = {}
+    package.path = base_path
+    if m.ref then
+        local session = os.getenv("LURAY_SESSION") or "."
+        local dir = session .. "/runtime_env-" .. m.__luray_runtime_env
+        if not exists(dir) then
+            local ok, blob = pcall(luray.get, m.ref)
+            if not ok then return blob end
+            local tmp = dir .. ".tmp" .. tostring(os.time()) .. "-" .. tostring(math.random(1 << 30))
+            local done, err = core.pack_unpack(blob, tmp)
+            if not done then
+                return error_value(t, luray._error("RuntimeEnvSetupError",
+                    "cannot unpack the driver's working_dir: " .. tostring(err)))
+            end
+            if not core.rename(tmp, dir) and not exists(dir) then
+                return error_value(t, luray._error("RuntimeEnvSetupError",
+                    "cannot move the driver's working_dir into place at " .. dir))
+            end
+            os.execute("rm -rf '" .. tmp .. "' 2>/dev/null") -- another worker was first
+        end
+        package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. base_path
+        core.chdir(dir)
+    end
+    for k, v in pairs(m.env or {}) do
+        env_saved[k] = os.getenv(k) or ""
+        core.setenv(k, v)
+    end
+    env_hash = m.__luray_runtime_env
+    return nil
+end
+
+-- The first argument is the driver's runtime_env when it has one: entered, then dropped.
+local function take_env(t, args)
+    local m = args[1]
+    if args.n < 1 or type(m) ~= "table" or not m.__luray_runtime_env then return nil end
+    table.remove(args, 1)
+    args.n = args.n - 1
+    return enter_env(t, m)
+end
+
 local function finish(t, ok, ...)
     if ok then
         local err = core.done(t.id, 0, t.num_returns, ...)
@@ -90,6 +147,7 @@ local function run(t, fn, self)
     local derr = load_args(t)
     local args = t.args
     local views = false
+    if not derr and not self then derr = take_env(t, args) end
     if not derr then derr, views = resolve_args(args) end
     if derr then
         core.done(t.id, 1, t.num_returns, derr)
@@ -118,6 +176,7 @@ local function create_actor(t)
     luray._set_current(t.id, t.id, actor.concurrency > 1)
     local derr = load_args(t)
     local args = t.args
+    derr = derr or take_env(t, args)
     derr = derr or resolve_args(args)
     if derr then
         core.done(t.id, 1, t.num_returns, derr)

@@ -253,6 +253,35 @@ lua actor
 check "an actor on another node: calls, get_actor and handles passed on" \
     bash -c "[ $rc = 0 ] && grep -q 'actor ok' '$out'"
 
+# ---- runtime_env.working_dir: the driver's own modules on every node
+
+mkdir -p "$work/proj/lib"
+cat >"$work/proj/helper.lua" <<'EOF'
+return { twice = function(x) return 2 * x end, data = io.open("data.txt"):read("a") }
+EOF
+echo "from the working dir" >"$work/proj/data.txt"
+cat >"$work/proj/wd.lua" <<'EOF'
+luray.init{runtime_env = {working_dir = arg[1], env_vars = {PROJ_MODE = "test"}}}
+local f = luray.remote({scheduling_strategy = "SPREAD"}, function(x)
+    local h = require("helper")
+    return h.twice(x), h.data, os.getenv("PROJ_MODE"), luray.get_runtime_context().node_id
+end):options{num_returns = 4}
+local nodes = {}
+for i = 1, 9 do
+    local v, d, mode, node = f:remote(i)
+    assert(luray.get(v) == 2 * i and luray.get(d) == "from the working dir\n" and
+           luray.get(mode) == "test", "task " .. i)
+    nodes[luray.get(node)] = true
+end
+local count = 0
+for _ in pairs(nodes) do count = count + 1 end
+assert(count == 3, "ran on " .. count .. " nodes")
+print("wd ok")
+EOF
+L run "$work/proj/wd.lua" "$work/proj"
+check "runtime_env.working_dir and env_vars reach tasks on every node" \
+    bash -c "[ $rc = 0 ] && grep -q 'wd ok' '$out'"
+
 # ---- security: a wrong key never joins, garbage changes nothing
 
 dropped_before=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['dropped_messages'])" "$work/status.json")
