@@ -52,6 +52,7 @@ static const char fake_luray[] =
     "# Stands in for `luray run --address ADDR SCRIPT ARGS...`: runs SCRIPT with sh.\n"
     "[ \"$1\" = run ] && [ \"$2\" = --address ] || exit 99\n"
     "shift 3\n"
+    "if [ \"$1\" = --working-dir ]; then shift 2; fi\n"
     "exec sh \"$@\"\n";
 
 static cJSON *head_handler(void *ctx, const cJSON *req, luray_ctl_bytes_t *bytes)

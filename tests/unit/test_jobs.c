@@ -37,13 +37,15 @@ static char g_state[300];
 
 static const char fake_luray[] =
     "#!/bin/sh\n"
-    "# Stands in for `luray run --address ADDR SCRIPT ARGS...`: runs SCRIPT with sh.\n"
+    "# Stands in for `luray run --address ADDR [--working-dir WD] SCRIPT ARGS...`: runs SCRIPT\n"
+    "# with sh.\n"
     "if [ \"$1\" != run ] || [ \"$2\" != --address ]; then\n"
     "    echo \"fake luray: bad arguments: $*\" >&2\n"
     "    exit 99\n"
     "fi\n"
     "echo \"address=$3\"\n"
     "shift 3\n"
+    "if [ \"$1\" = --working-dir ]; then echo \"working_dir=$2\"; shift 2; fi\n"
     "exec sh \"$@\"\n";
 
 static void write_text(const char *path, const char *text, mode_t mode)
@@ -307,6 +309,8 @@ static void test_submit_with_working_dir(void **state)
     char *log = logs_from(id, 0, &done);
     assert_true(done);
     assert_non_null(strstr(log, "address=127.0.0.1:6380\n"));
+    /* the shipped folder goes on to the job's tasks */
+    assert_non_null(strstr(log, "working_dir=/"));
     assert_non_null(strstr(log, "args: a|b c\n"));
     snprintf(want, sizeof(want), "job: %s\n", id);
     assert_non_null(strstr(log, want));
