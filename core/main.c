@@ -895,7 +895,10 @@ static int cmd_start(int argc, char **argv)
         return 1;
     }
     if (head) {
-        print_started(address, dir, token, pid, false);
+        char adv[256], shown[300];
+        luray_session_advertised_host(host, adv, sizeof(adv));
+        snprintf(shown, sizeof(shown), "%s:%ld", adv, port);
+        print_started(shown, dir, token, pid, false);
     } else {
         luray_session_node_t me;
         int mp = luray_session_read_node(dir, &me) == 0 ? me.port : 0;

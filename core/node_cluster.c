@@ -22,6 +22,7 @@
 #include "node_head.h"
 #include "node_internal.h"
 #include "node_remote.h"
+#include "session.h"
 
 #define BEAT_MS_DEFAULT 1000
 #define FIRST_NODE_PORT_OFFSET 2 /* joining nodes try head port + 2, + 3, ... */
@@ -643,13 +644,14 @@ void node_cluster_info(node_t *n, proc_t *p, uint64_t req)
 
 static int bind_tcp(node_t *n, const char *host, int port, char *err, size_t errlen)
 {
-    char addr[300];
+    char addr[300], adv[256];
     snprintf(addr, sizeof(addr), "tcp://%s:%d", host, port);
     if (nn_bind(n->tcp_inbox, addr) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", addr, nn_strerror(nn_errno()));
         return nn_errno() == EADDRINUSE ? LURAY_EEXIST : LURAY_EIO;
     }
-    snprintf(n->address, sizeof(n->address), "%s", addr);
+    luray_session_advertised_host(host, adv, sizeof(adv));
+    snprintf(n->address, sizeof(n->address), "tcp://%s:%d", adv, port);
     n->port = port;
     return 0;
 }

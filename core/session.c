@@ -4,7 +4,11 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -995,4 +999,31 @@ int luray_session_parse_size(const char *text, uint64_t *out)
         return 0;
     }
     return LURAY_EINVAL;
+}
+
+/* The address other nodes reach us at: env LURAY_NODE_IP, else the bound host, else (bound to
+ * every interface) the first address of this machine that is not loopback. */
+void luray_session_advertised_host(const char *host, char *out, size_t len)
+{
+    const char *env = getenv("LURAY_NODE_IP");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    snprintf(out, len, "%s", host);
+    if (strcmp(host, "0.0.0.0") != 0 && strcmp(host, "*") != 0)
+        return;
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0)
+        return;
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK))
+            continue;
+        char ip[INET_ADDRSTRLEN];
+        if (inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip, sizeof(ip))) {
+            snprintf(out, len, "%s", ip);
+            break;
+        }
+    }
+    freeifaddrs(ifs);
 }

@@ -85,4 +85,8 @@ uint64_t luray_session_default_store_memory(void);
  * KiB/MiB/GiB/TiB or K/M/G/T (powers of 1024), B; case-insensitive, fractions allowed ("1.5GB"). */
 int luray_session_parse_size(const char *text, uint64_t *out);
 
+/* The host other machines reach a node bound to `host` at: env LURAY_NODE_IP, else `host`, else
+ * (0.0.0.0: every interface) this machine's first address that is not loopback. */
+void luray_session_advertised_host(const char *host, char *out, size_t len);
+
 #endif
