@@ -335,6 +335,10 @@ local keep = luray.remote({scheduling_strategy = {node_id = victim, soft = true}
     function(n) return string.rep("k", n) end)
 local kept = keep:remote(300000)
 luray.wait({kept})
+-- an actor on the victim that may restart once
+local Echo = luray.actor({ where = function(self) return luray.get_runtime_context().node_id end })
+local echo = Echo:options{max_restarts = 1, scheduling_strategy = {node_id = victim, soft = true}}:remote()
+assert(luray.get(echo.where:remote()) == victim)
 local vals, nodes = {}, {}
 for i = 1, 12 do vals[i], nodes[i] = slow:remote(i) end
 io.stdout:write("submitted\n")
@@ -343,6 +347,8 @@ local got = luray.get(vals)
 for i = 1, 12 do assert(got[i] == i) end
 for _, nd in ipairs(luray.get(nodes)) do assert(nd ~= victim, "a result came from the dead node") end
 assert(#luray.get(kept) == 300000)
+local moved = luray.get(echo.where:remote())
+assert(moved ~= victim, "the actor restarted on another node")
 print("kill ok")
 EOF
 victim_dir=$(grep -l '"head": false' "$LURAY_TMPDIR"/session_*/node.json | head -1 | xargs dirname)
@@ -369,7 +375,7 @@ wait "$driver"
 rc=$?
 check "a killed node is marked dead within 5 s (took ${secs} s)" \
     bash -c "[ $dead = yes ] && python3 -c 'import sys; sys.exit(0 if $secs <= 5 else 1)'"
-check "a node killed mid-job loses nothing: tasks retried, lost results rebuilt" \
+check "a node killed mid-job loses nothing: tasks retried, results rebuilt, actor restarted" \
     bash -c "[ $rc = 0 ] && grep -q 'kill ok' '$out'"
 sleep 1
 check "the dead node's workers exit by themselves" bash -c "! grep -qs . <(for p in /proc/[0-9]*; do
