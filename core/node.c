@@ -47,38 +47,46 @@ luray_buf_t *node_msg_begin(node_t *n, proc_t *p, uint16_t type)
 
 void node_msg_end(proc_t *p) { luray_frame_end(&p->out); }
 
+static void on_poll_closed(uv_handle_t *h) { free(h); }
+
 void node_wait_writable(node_t *n, proc_t *p)
 {
     if (p->send_poll_on)
         return;
-    /* One poll handle per socket, made the first time it fills up and kept until it closes. */
-    if (p->send_poll_fd != p->sock + 1) {
+    if (!p->send_poll) {
         int fd;
         size_t sz = sizeof(fd);
-        if (p->send_poll_fd || nn_getsockopt(p->sock, NN_SOL_SOCKET, NN_SNDFD, &fd, &sz) != 0)
+        if (nn_getsockopt(p->sock, NN_SOL_SOCKET, NN_SNDFD, &fd, &sz) != 0)
             return;
-        uv_poll_init(n->loop, &p->send_poll, fd);
-        p->send_poll.data = p;
-        p->send_poll_fd = p->sock + 1;
+        p->send_poll = malloc(sizeof(*p->send_poll));
+        if (!p->send_poll)
+            return;
+        uv_poll_init(n->loop, p->send_poll, fd);
+        p->send_poll->data = p;
     }
-    uv_poll_start(&p->send_poll, UV_READABLE, on_send_ready);
+    uv_poll_start(p->send_poll, UV_READABLE, on_send_ready);
     p->send_poll_on = true;
 }
 
 void node_stop_waiting_writable(proc_t *p)
 {
     if (p->send_poll_on) {
-        uv_poll_stop(&p->send_poll);
+        uv_poll_stop(p->send_poll);
         p->send_poll_on = false;
     }
 }
 
 /* The socket closes: so does its poll handle. */
-static void proc_close_sock(proc_t *p)
+void node_proc_close_sock(proc_t *p)
 {
     node_stop_waiting_writable(p);
-    if (p->send_poll_fd && !uv_is_closing((uv_handle_t *)&p->send_poll))
-        uv_close((uv_handle_t *)&p->send_poll, NULL);
+    if (p->send_poll) {
+        if (!uv_is_closing((uv_handle_t *)p->send_poll))
+            uv_close((uv_handle_t *)p->send_poll, on_poll_closed);
+        else
+            free(p->send_poll); /* the loop is ending: it closed every handle already */
+        p->send_poll = NULL;
+    }
     if (p->sock >= 0)
         nn_close(p->sock);
     p->sock = -1;
@@ -86,10 +94,12 @@ static void proc_close_sock(proc_t *p)
 
 static void proc_flush(node_t *n, proc_t *p)
 {
-    if (p->gone || p->sock < 0)
+    if (p->gone)
         return;
     if (p->kind == LURAY_PROC_PEER)
         return node_peer_flush(n, p);
+    if (p->sock < 0)
+        return;
     if (luray_frame_empty(&p->out))
         return;
     if (p->out.buf.err) {
@@ -253,7 +263,9 @@ void node_proc_gone(node_t *n, proc_t *p, const char *why)
     if (p->gone)
         return;
     p->gone = true;
-    proc_close_sock(p);
+    if (p->kind == LURAY_PROC_PEER && p->sock >= 0 && n->peer_socks)
+        n->peer_socks--;
+    node_proc_close_sock(p);
     luray_frame_close(&p->out);
     node_peer_free_sealed(p);
     if (p->kind == LURAY_PROC_WORKER) {
@@ -795,8 +807,7 @@ err_sock:
 err_store:
     for (uint32_t i = 0; i < n->n_procs; i++) {
         proc_t *p = n->procs[i];
-        if (p->sock >= 0)
-            nn_close(p->sock);
+        node_proc_close_sock(p);
         luray_frame_close(&p->out);
         luray_oidmap_close(&p->refs);
         luray_oidmap_close(&p->pins);

@@ -79,28 +79,76 @@ proc_t *node_peer(node_t *n, uint32_t node_id, bool create)
     return p;
 }
 
-void node_peer_set_addr(node_t *n, proc_t *p, const char *addr)
+static void dchan_close(node_t *n, proc_t *p);
+
+/* Sockets to peers are opened on demand and the idlest closed past the cap: nanomsg gives a
+ * process 512 sockets, and a head talks to every node. */
+static uint32_t max_peer_socks(void)
 {
-    /* A node keeps its address for as long as it lives: a node id seen again from another
-     * address is refused by the head. */
-    if (p->sock >= 0 || p->gone)
+    const char *v = getenv("LURAY_MAX_PEER_SOCKETS");
+    long x = v ? atol(v) : 0;
+    return x >= 2 && x <= 480 ? (uint32_t)x : 400;
+}
+
+static bool peer_idle(node_t *n, proc_t *p)
+{
+    return p->sock >= 0 && p != n->head && !p->dirty && luray_frame_empty(&p->out) &&
+           p->sealed_head == p->n_sealed && !p->send_poll_on && !p->data;
+}
+
+static bool evict_one(node_t *n)
+{
+    proc_t *victim = NULL;
+    for (size_t i = 0; i < n->peers.cap; i++) {
+        proc_t *p = n->peers.slots[i].val;
+        if (p && peer_idle(n, p) && (!victim || p->last_sent < victim->last_sent))
+            victim = p;
+    }
+    if (!victim)
+        return false;
+    node_proc_close_sock(victim);
+    n->peer_socks--;
+    return true;
+}
+
+static void peer_connect(node_t *n, proc_t *p)
+{
+    if (p->sock >= 0 || p->gone || !p->peer_addr)
         return;
-    free(p->peer_addr);
-    p->peer_addr = strdup(addr);
+    if (n->peer_socks >= max_peer_socks() && !evict_one(n))
+        return; /* every socket is busy: node_peer_retry tries again */
     int s = nn_socket(AF_SP, NN_PUSH);
-    if (s < 0)
+    if (s < 0) {
+        luray_log(LURAY_LOG_WARN, "node", "cannot open a socket to node %08x: %s", p->peer_node,
+                  nn_strerror(nn_errno()));
         return;
+    }
     int big = 64 * 1024 * 1024, linger = 0;
     nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDBUF, &big, sizeof(big));
     nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
-    if (nn_connect(s, addr) < 0) {
+    if (nn_connect(s, p->peer_addr) < 0) {
         luray_log(LURAY_LOG_WARN, "node", "cannot connect to node %08x at %s: %s", p->peer_node,
-                  addr, nn_strerror(nn_errno()));
+                  p->peer_addr, nn_strerror(nn_errno()));
         nn_close(s);
         return;
     }
     p->sock = s;
+    n->peer_socks++;
     node_mark_dirty(n, p);
+}
+
+void node_peer_set_addr(node_t *n, proc_t *p, const char *addr)
+{
+    /* A node keeps its address for as long as it lives: a node id seen again from another
+     * address is refused by the head. */
+    if (p->gone)
+        return;
+    if (!p->peer_addr) {
+        p->peer_addr = strdup(addr);
+        if (!p->peer_addr)
+            return;
+    }
+    peer_connect(n, p);
 }
 
 static int queue_sealed(proc_t *p, void *msg)
@@ -161,6 +209,11 @@ void node_peer_send_sealed(node_t *n, proc_t *p, void *msg, size_t flen)
 /* Seals the pending frame into a nanomsg message and hands it over without another copy. */
 void node_peer_flush(node_t *n, proc_t *p)
 {
+    if (p->sock < 0)
+        peer_connect(n, p);
+    if (p->sock < 0)
+        return; /* no address yet, or no socket free: the frame waits */
+    p->last_sent = uv_now(n->loop);
     if (!luray_frame_empty(&p->out)) {
         size_t len = p->out.buf.len;
         void *msg = nn_allocmsg(len + LURAY_AUTH_OVERHEAD, 0);
@@ -221,8 +274,28 @@ static void dchan_drain(dchan_t *d)
     }
 }
 
+/* Data sockets of peers whose transfers are over go back to the pool; frames that waited for a
+ * socket try again. */
+void node_peer_close_idle_data(node_t *n)
+{
+    for (size_t i = 0; i < n->peers.cap; i++) {
+        proc_t *p = n->peers.slots[i].val;
+        if (p && p->sock < 0 && !p->gone && p->peer_addr &&
+            (!luray_frame_empty(&p->out) || p->sealed_head < p->n_sealed))
+            node_mark_dirty(n, p);
+    }
+    uint64_t now = uv_now(n->loop);
+    for (size_t i = 0; i < n->peers.cap; i++) {
+        proc_t *p = n->peers.slots[i].val;
+        if (p && p->data && p->data->head == p->data->n_msgs && now - p->last_sent > 5000)
+            dchan_close(n, p);
+    }
+}
+
 static dchan_t *dchan_open(node_t *n, proc_t *p)
 {
+    if (n->peer_socks >= max_peer_socks() && !evict_one(n))
+        return NULL; /* chunks go on the ordered connection */
     dchan_t *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
@@ -247,17 +320,20 @@ static dchan_t *dchan_open(node_t *n, proc_t *p)
     uv_poll_init(n->loop, &d->poll, fd);
     d->poll.data = d;
     d->poll_init = true;
+    n->peer_socks++;
     return d;
 }
 
 static void on_dchan_closed(uv_handle_t *h) { free(h->data); }
 
-static void dchan_close(proc_t *p)
+static void dchan_close(node_t *n, proc_t *p)
 {
     dchan_t *d = p->data;
     if (!d)
         return;
     p->data = NULL;
+    if (n && n->peer_socks)
+        n->peer_socks--;
     for (uint32_t i = d->head; i < d->n_msgs; i++)
         nn_freemsg(d->msgs[i]);
     free(d->msgs);
@@ -279,6 +355,7 @@ void node_peer_send_data(node_t *n, proc_t *p, void *msg, size_t flen)
     if (!d)
         return node_peer_send_sealed(n, p, msg, flen);
     luray_auth_seal(&n->auth, (uint8_t *)msg + LURAY_AUTH_HEADER, flen, msg);
+    p->last_sent = uv_now(n->loop);
     if (d->n_msgs == d->cap) {
         uint32_t cap = d->cap ? d->cap * 2 : 8;
         void **v = realloc(d->msgs, cap * sizeof(void *));
@@ -295,7 +372,7 @@ void node_peer_send_data(node_t *n, proc_t *p, void *msg, size_t flen)
 
 void node_peer_free_sealed(proc_t *p)
 {
-    dchan_close(p);
+    dchan_close(p->node, p);
     for (uint32_t i = p->sealed_head; i < p->n_sealed; i++)
         nn_freemsg(p->sealed[i]);
     free(p->sealed);
@@ -481,6 +558,7 @@ static void on_beat(uv_timer_t *t)
     } else
         send_beat(n);
     node_remote_tick(n);
+    node_peer_close_idle_data(n);
     node_flush_all(n);
 }
 

@@ -36,6 +36,7 @@ void node_peer_free_sealed(proc_t *p);
  * so a large transfer is received on several at once and never holds up ordered messages. */
 #define NODE_DATA_CONNS 4
 void node_peer_send_data(node_t *n, proc_t *p, void *msg, size_t flen);
+void node_peer_close_idle_data(node_t *n);
 /* A message from a peer node, after its frame was authenticated. */
 void node_cluster_msg(node_t *n, proc_t *p, const luray_msg_t *m);
 /* The node `id` is dead (the head said so, or we are the head and noticed). */

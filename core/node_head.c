@@ -267,6 +267,8 @@ static void on_check(uv_timer_t *t)
         }
     }
     pg_try_all(h);
+    node_remote_tick(h->n);
+    node_peer_close_idle_data(h->n);
     node_schedule(h->n);
     node_flush_all(h->n);
 }

@@ -9,6 +9,7 @@ proc_t *node_proc_new(node_t *n, int kind);
 void node_handle_msg(node_t *n, proc_t *p, const luray_msg_t *m);
 void node_wait_writable(node_t *n, proc_t *p);
 void node_stop_waiting_writable(proc_t *p);
+void node_proc_close_sock(proc_t *p);
 void node_reply(node_t *n, proc_t *p, uint64_t req, uint32_t status, const void *bytes,
                 size_t len);
 int node_announce_ready(node_t *n);

@@ -102,9 +102,8 @@ struct proc {
     luray_frame_t out;
     bool dirty;
     proc_t *dirty_next;
-    uv_poll_t send_poll;
+    uv_poll_t *send_poll; /* made when the socket first fills up; closed with the socket */
     bool send_poll_on;
-    int send_poll_fd; /* sock + 1 that send_poll was made for; 0: none */
     int wstate;
     uv_process_t uvp;
     bool spawned;
@@ -129,6 +128,7 @@ struct proc {
     task_list_t remote;  /* tasks we forwarded to it */
     bundle_t *pool;      /* its running task's bundle, if any */
     dchan_t *data;       /* extra connections to a peer for object chunks (node_cluster.c) */
+    uint64_t last_sent;  /* loop time of the last frame to it: the idlest socket closes first */
     void **sealed;       /* sealed messages to a peer, sent in the order they were sealed */
     uint32_t n_sealed, cap_sealed, sealed_head;
 };
@@ -230,6 +230,7 @@ struct node {
     uv_poll_t tcp_poll;
     char address[300]; /* tcp://host:port others reach us at */
     luray_oidmap_t peers; /* {node id, 0, 0} -> proc_t of kind PEER */
+    uint32_t peer_socks;  /* peers with an open socket (nanomsg allows 512 sockets a process) */
     proc_t *head;         /* our peer proc for the head (NULL on the head itself) */
     head_t *dir;          /* the cluster directory, on the head */
     bool registered;

@@ -112,12 +112,11 @@ t0=$SECONDS
 LURAY_BUILD=$build "$here/cluster.sh" || failed+=(cluster)
 log "cluster.sh took $((SECONDS - t0))s"
 
-# The head at scale: simulated nodes heartbeating and asking for placements against one real
-# head. A head holds one nanomsg socket per node and nanomsg allows 512 per process, so the
-# default run plays 500 nodes (LURAY_SIM_NODES=1000 shows what happens beyond).
+# The head at scale: 1,000 simulated nodes heartbeating and asking for placements against one
+# real head (LURAY_SIM_NODES to change).
 log "== sim_nodes"
 t0=$SECONDS
-LURAY_BUILD=$build LURAY_SIM_NODES=${LURAY_SIM_NODES:-500} "$here/sim_nodes.sh" || failed+=(sim_nodes)
+LURAY_BUILD=$build "$here/sim_nodes.sh" || failed+=(sim_nodes)
 log "sim_nodes took $((SECONDS - t0))s"
 
 if [ ${#failed[@]} -gt 0 ]; then
