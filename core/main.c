@@ -18,7 +18,9 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "auth.h"
 #include "cli_job.h"
+#include "ctl.h"
 #include "errors.h"
 #include "errors_str.h"
 #include "lua_setup.h"
@@ -107,13 +109,16 @@ static const char usage_start[] =
     "  --block                     runs the node in the foreground until Ctrl-C\n";
 
 static const char usage_status[] =
-    "usage: luray status [--address HOST:PORT] [--json]\n"
+    "usage: luray status [--address HOST:PORT] [--token-file F] [--json]\n"
     "\n"
     "Shows the cluster's nodes (alive or dead), total and available resources, running and queued\n"
     "tasks, actors, objects and object store use.\n"
     "\n"
     "options:\n"
-    "  --address HOST:PORT         the cluster (default: env LURAY_ADDRESS, else the local one)\n"
+    "  --address HOST:PORT         the cluster (default: env LURAY_ADDRESS, else the local one);\n"
+    "                              with no node of it on this machine, its head is asked on\n"
+    "                              PORT+1 with the token\n"
+    "  --token-file F              the cluster token for that (default: env LURAY_TOKEN_FILE)\n"
     "  --json                      prints the state as one JSON object\n";
 
 static const char usage_stop[] =
@@ -974,7 +979,10 @@ static int print_status_summary(const char *json, const char *dir)
         else
             dead++;
     }
-    printf("luray cluster (session %s)\n", dir);
+    if (strncmp(dir, "tcp://", 6) == 0)
+        printf("luray cluster (head control port %s)\n", dir + 6);
+    else
+        printf("luray cluster (session %s)\n", dir);
     printf("nodes: %d alive, %d dead\n", alive, dead);
     cJSON_ArrayForEach(n, nodes)
     {
@@ -1017,9 +1025,40 @@ static int print_status_summary(const char *json, const char *dir)
     return 0;
 }
 
+/* Status of a cluster with no node on this machine: asked of its head's control port. */
+static int remote_status(const char *address, const char *token_file, bool json)
+{
+    char ctl[300], token[PATH_MAX], err[1024];
+    uint8_t key[LURAY_KEY_BYTES];
+    if (luray_ctl_resolve(address, token_file, ctl, sizeof(ctl), token, sizeof(token), err,
+                          sizeof(err)) != 0 ||
+        luray_key_load(token, key, err, sizeof(err)) != 0) {
+        fprintf(stderr, "luray status: %s\n", err);
+        return 1;
+    }
+    cJSON *req = cJSON_CreateObject(), *reply = NULL;
+    cJSON_AddStringToObject(req, "op", "status");
+    int rc = luray_ctl_request(ctl, key, req, &reply, 10000, err, sizeof(err));
+    cJSON_Delete(req);
+    if (rc != 0) {
+        fprintf(stderr, "luray status: %s\n", err);
+        return 1;
+    }
+    char *text = cJSON_PrintUnformatted(reply);
+    cJSON_Delete(reply);
+    if (!text)
+        return 1;
+    if (json)
+        printf("%s\n", text);
+    else
+        rc = print_status_summary(text, ctl);
+    free(text);
+    return rc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
-    const char *address = getenv("LURAY_ADDRESS"), *v = NULL;
+    const char *address = getenv("LURAY_ADDRESS"), *v = NULL, *token_file = NULL;
     bool json = false;
     if (address && !*address)
         address = NULL;
@@ -1033,12 +1072,18 @@ static int cmd_status(int argc, char **argv)
             if (!v || !*v)
                 return usage_error("status", "%s needs HOST:PORT", "--address");
             address = v;
+        } else if (opt_value(argc, argv, &i, "--token-file", &v)) {
+            if (!v || !*v)
+                return usage_error("status", "%s needs a file", "--token-file");
+            token_file = v;
         } else {
             return usage_error("status", "unknown option %s", argv[i]);
         }
     }
     char dir[PATH_MAX], err[1024];
     if (luray_session_find(address, dir, sizeof(dir), err, sizeof(err)) != 0) {
+        if (address && strcmp(address, "auto") != 0)
+            return remote_status(address, token_file, json);
         fprintf(stderr, "luray status: %s\n", err);
         return 1;
     }
