@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <nanomsg/nn.h>
 #include <sodium.h>
 
 #include "ctl.h"
@@ -327,13 +326,8 @@ static void on_nreg(head_t *h, proc_t *p, luray_rd_t *r)
     snprintf(x->addr, sizeof(x->addr), "%s", a);
     x->pid = pid;
     hnode_set_res(x, (int)n_res, names, total);
+    /* The answer waits, if every socket to peers is busy now, until one frees up. */
     node_peer_set_addr(n, p, a);
-    if (p->sock < 0) {
-        /* nanomsg gives a process at most 512 sockets, one per node here. */
-        luray_log(LURAY_LOG_ERROR, "head", "cannot open a connection to node %08x at %s: %s; "
-                  "the cluster cannot take more nodes", id, a, nn_strerror(nn_errno()));
-        return;
-    }
     x->alive = true;
     x->last_seen = uv_now(n->loop);
     if (!known)

@@ -98,6 +98,13 @@ assert s["resources"]["CPU"] == 3 and s["resources"]["side"] == 1, s["resources"
 assert len({n["address"] for n in alive}) == 3
 EOF
 
+mkdir -p "$work/elsewhere"
+cp "$LURAY_TMPDIR/cluster-$port/token" "$work/copied.token"
+chmod 600 "$work/copied.token"
+LURAY_TMPDIR=$work/elsewhere L status --address "$head" --token-file "$work/copied.token" --json
+check "status from a machine without a node asks the head's control port with the token" \
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s['alive_nodes'] == 3 else 1)" "$out"
+
 # ---- SPREAD, node affinity, custom resources
 
 cat >"$work/spread.lua" <<'EOF'
