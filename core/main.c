@@ -871,11 +871,14 @@ static int cmd_start(int argc, char **argv)
     };
     /* Drivers on this machine use the head when it is here, else the first node started. */
     bool make_current = head || !have_current;
+    char adv[256], shown[300];
+    luray_session_advertised_host(host, adv, sizeof(adv));
+    snprintf(shown, sizeof(shown), "%s:%ld", adv, port);
     if (block) {
         if (make_current && luray_session_set_current(dir) != 0)
             fprintf(stderr, "luray start: warning: cannot point the current session at %s\n", dir);
         if (head)
-            print_started(address, dir, token, getpid(), true);
+            print_started(shown, dir, token, getpid(), true);
         else
             printf("luray: node joining the cluster at %s (pid %d); Ctrl-C stops it\n", join,
                    (int)getpid());
@@ -900,15 +903,12 @@ static int cmd_start(int argc, char **argv)
         return 1;
     }
     if (head) {
-        char adv[256], shown[300];
-        luray_session_advertised_host(host, adv, sizeof(adv));
-        snprintf(shown, sizeof(shown), "%s:%ld", adv, port);
         print_started(shown, dir, token, pid, false);
     } else {
         luray_session_node_t me;
         int mp = luray_session_read_node(dir, &me) == 0 ? me.port : 0;
         printf("luray: node %08x joined the cluster at %s (pid %d, listening on %s:%d)\n",
-               me.node_id, join, (int)pid, host, mp);
+               me.node_id, join, (int)pid, adv, mp);
         printf("  log:      %s/logs/node.log\n", dir);
         fflush(stdout);
     }

@@ -90,10 +90,13 @@ static uint32_t max_peer_socks(void)
     return x >= 2 && x <= 480 ? (uint32_t)x : 400;
 }
 
+/* Idle: nothing queued and nothing sent for a second (nanomsg may still hold the last message
+ * in its pipe for a moment after it took it). */
 static bool peer_idle(node_t *n, proc_t *p)
 {
     return p->sock >= 0 && p != n->head && !p->dirty && luray_frame_empty(&p->out) &&
-           p->sealed_head == p->n_sealed && !p->send_poll_on && !p->data;
+           p->sealed_head == p->n_sealed && !p->send_poll_on && !p->data &&
+           uv_now(n->loop) - p->last_sent > 1000;
 }
 
 static bool evict_one(node_t *n)
@@ -652,6 +655,12 @@ void node_cluster_msg(node_t *n, proc_t *p, const luray_msg_t *m)
         return on_nreg_ok(n, p, &r);
     case LURAY_MSG_REREG:
         if (p == n->head) {
+            /* The head restarted: what it ran for us, and what it held, went with it. */
+            if (n->registered) {
+                node_peer_left(n, p, "the head restarted");
+                node_driver_left(n, p);
+                node_objects_node_lost(n, NODE_HEAD_ID, "the head restarted");
+            }
             n->registered = false;
             node_beat_update(n->beat_thread, NULL, 0);
             send_nreg(n);

@@ -591,8 +591,21 @@ void node_peer_left(node_t *n, proc_t *p, const char *why)
         if (!a || a->worker != p || a->state == A_DEAD)
             continue;
         a->at = 0;
+        if (!a->create && !a->key) {
+            /* Known here only as a route to its owner: calls in flight fail, and the route is
+             * forgotten (a restarted owner is found again by the next call). */
+            snprintf(msg, sizeof(msg), "the actor died: %s", why);
+            while (a->inflight.head) {
+                task_t *t = a->inflight.head;
+                node_task_fail(n, t, "ActorDiedError", msg);
+                node_task_free(n, t);
+            }
+            a->worker = NULL;
+            a->state = A_DEAD; /* forgotten below, once the walk over the table is done */
+            continue;
+        }
         if (!a->create) {
-            /* Known here only as a route to its owner. */
+            /* Adopted from the directory log: it lives (or lived) on that node only. */
             a->worker = NULL;
             a->restarts_left = 0;
             while (a->inflight.head) {
@@ -609,6 +622,17 @@ void node_peer_left(node_t *n, proc_t *p, const char *why)
         if (a->restarts_left == 0 && a->state == A_PENDING)
             node_task_fail(n, a->create, "ActorDiedError", why);
         node_actor_worker_died(n, a, why);
+    }
+    for (size_t i = 0; i < n->actors.cap;) {
+        actor_t *a = n->actors.slots[i].val;
+        if (a && !a->create && !a->key && !a->worker && a->state == A_DEAD && a->at) {
+            luray_oidmap_del(&n->actors, a->id); /* slot i now holds another entry, or none */
+            free(a->death);
+            free(a->methods);
+            free(a);
+            continue;
+        }
+        i++;
     }
 }
 

@@ -613,6 +613,9 @@ function M.get_actor(name, opts)
     return h
 end
 
+-- The runtime_env a worker is in, so the tasks it submits carry it on (see _worker.lua).
+function M._set_runtime_env(m) state.runtime_env = m end
+
 -- ---------------------------------------------------------------- placement groups
 
 local pg_strategies = { PACK = 0, SPREAD = 1, STRICT_PACK = 2, STRICT_SPREAD = 3 }

@@ -106,13 +106,32 @@ local function enter_env(t, m)
     return nil
 end
 
--- The first argument is the driver's runtime_env when it has one: entered, then dropped.
+local start_dir = os.getenv("PWD")
+
+-- Back to the worker's own environment, for a task whose driver has none.
+local function leave_env()
+    if not env_hash then return end
+    for k, v in pairs(env_saved) do core.setenv(k, v) end
+    env_saved = {}
+    package.path = base_path
+    if start_dir then core.chdir(start_dir) end
+    env_hash = nil
+    luray._set_runtime_env(nil)
+end
+
+-- The first argument is the driver's runtime_env when it has one: entered, then dropped. Tasks
+-- this worker submits while in it carry it on.
 local function take_env(t, args)
     local m = args[1]
-    if args.n < 1 or type(m) ~= "table" or not m.__luray_runtime_env then return nil end
+    if args.n < 1 or type(m) ~= "table" or not m.__luray_runtime_env then
+        leave_env()
+        return nil
+    end
     table.remove(args, 1)
     args.n = args.n - 1
-    return enter_env(t, m)
+    local err = enter_env(t, m)
+    if not err then luray._set_runtime_env(m) end
+    return err
 end
 
 local function finish(t, ok, ...)

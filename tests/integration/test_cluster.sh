@@ -283,10 +283,18 @@ end
 local count = 0
 for _ in pairs(nodes) do count = count + 1 end
 assert(count == 3, "ran on " .. count .. " nodes")
+-- tasks started by tasks carry it on
+local outer = luray.remote({scheduling_strategy = "SPREAD"}, function(x)
+    local inner = luray.remote({scheduling_strategy = "SPREAD"}, function(y) return require("helper").twice(y) end)
+    return luray.get(inner:remote(x)) + 1
+end)
+local refs = {}
+for i = 1, 6 do refs[i] = outer:remote(i) end
+for i, v in ipairs(luray.get(refs)) do assert(v == 2 * i + 1, "nested task " .. i) end
 print("wd ok")
 EOF
 L run "$work/proj/wd.lua" "$work/proj"
-check "runtime_env.working_dir and env_vars reach tasks on every node" \
+check "runtime_env.working_dir and env_vars reach tasks on every node, nested ones too" \
     bash -c "[ $rc = 0 ] && grep -q 'wd ok' '$out'"
 
 # ---- security: a wrong key never joins, garbage changes nothing
