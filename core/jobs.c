@@ -437,7 +437,7 @@ static char **build_env(const luray_jobs_t *j, const job_t *job, const cJSON *en
     size_t n = 0, k = 0;
     while (environ[n])
         n++;
-    char **env = calloc(n + (size_t)cJSON_GetArraySize(env_vars) + 3, sizeof(char *));
+    char **env = calloc(n + (size_t)cJSON_GetArraySize(env_vars) + 4, sizeof(char *));
     if (!env)
         return NULL;
     bool ok = true;
@@ -450,6 +450,12 @@ static char **build_env(const luray_jobs_t *j, const job_t *job, const cJSON *en
             ok = (env[k++] = join_var(v->string, v->valuestring)) != NULL;
     if (ok)
         ok = (env[k++] = join_var("LURAY_JOB_ID", job->id)) != NULL;
+    if (ok && cJSON_GetArraySize(env_vars) > 0) {
+        /* The driver's luray.init passes them on to its tasks (runtime_env.env_vars). */
+        char *json = cJSON_PrintUnformatted(env_vars);
+        ok = json && (env[k++] = join_var("LURAY_JOB_ENV_VARS", json)) != NULL;
+        free(json);
+    }
     if (ok && j->token_file)
         ok = (env[k++] = join_var("LURAY_TOKEN_FILE", j->token_file)) != NULL;
     if (!ok) {

@@ -109,6 +109,16 @@ function M.init(opts)
         end
     end
     local working_dir = renv.working_dir or config.working_dir
+    local job_env = os.getenv("LURAY_JOB_ENV_VARS") -- `luray job submit --env`: for its tasks too
+    if job_env and job_env ~= "" then
+        local ok, vars = pcall(core.json_decode, job_env)
+        if ok and type(vars) == "table" then
+            local merged = {}
+            for k, v in pairs(vars) do merged[k] = v end
+            for k, v in pairs(renv.env_vars or {}) do merged[k] = v end
+            renv = { working_dir = renv.working_dir, env_vars = merged }
+        end
+    end
     local wants_env = working_dir ~= nil or renv.env_vars ~= nil
     if opts.log_level then
         local ok, lerr = pcall(core.set_log_level, tostring(opts.log_level))

@@ -96,6 +96,9 @@ local helper = require("helper")
 print(helper.greet(arg[1]))
 print("job id " .. tostring(os.getenv("LURAY_JOB_ID")))
 print("doubled " .. luray.get(luray.remote(function(x) return x * 2 end):remote(21)))
+print("task sees " .. luray.get(luray.remote(function()
+    return require("helper").greet(os.getenv("JOB_MODE") or "no env")
+end):remote()))
 EOF
 cat >"$work/app/fail.lua" <<'EOF'
 error("boom in the job")
@@ -107,10 +110,11 @@ os.execute("sleep 120")
 EOF
 mkdir -p "$work/app/.git" && echo "not shipped" >"$work/app/.git/HEAD"
 
-L job submit --address "$addr" --working-dir "$work/app" -- main.lua world
+L job submit --address "$addr" --working-dir "$work/app" --env JOB_MODE=env-ok -- main.lua world
 id1=$(job_id)
-check "submit runs main.lua with its module and prints its output" bash -c "[ $rc = 0 ] &&
+check "submit runs main.lua with its module and prints its output; its tasks get both" bash -c "[ $rc = 0 ] &&
     grep -q 'greetings, world' '$out' && grep -q 'doubled 42' '$out' &&
+    grep -q 'task sees greetings, env-ok' '$out' &&
     grep -q 'job id $id1' '$out' && grep -q '$id1 SUCCEEDED' '$out'"
 
 L job status "$id1" --address "$addr"
