@@ -387,21 +387,6 @@ void node_relay_create(node_t *n, task_t *t)
         relay(n, t, p);
 }
 
-static luray_oid_t *read_ids(luray_rd_t *r, uint32_t *count)
-{
-    uint64_t c = luray_rd_varint(r);
-    *count = 0;
-    if (r->err || c > luray_rd_left(r) / 16)
-        return NULL;
-    luray_oid_t *v = malloc((c ? c : 1) * sizeof(*v));
-    if (!v)
-        return NULL;
-    for (uint64_t i = 0; i < c; i++)
-        v[i] = luray_proto_rd_id(r);
-    *count = (uint32_t)c;
-    return v;
-}
-
 /* The task that DONE names, if we sent it to that peer. */
 static task_t *forwarded(node_t *n, proc_t *p, luray_task_id_t id)
 {
@@ -451,7 +436,7 @@ void node_remote_done(node_t *n, proc_t *p, luray_rd_t *r)
             size = luray_rd_u64(r);
         }
         uint32_t nc = 0;
-        luray_oid_t *contained = read_ids(r, &nc);
+        luray_oid_t *contained = node_read_ids(r, &nc);
         if (r->err || (loc == LURAY_LOC_INLINE && luray_ser_check(blob, len) != 0) ||
             (loc != LURAY_LOC_INLINE && (loc != LURAY_LOC_NODE || at == 0))) {
             free(contained);
@@ -807,23 +792,8 @@ void node_on_name_reply(node_t *n, proc_t *p, luray_rd_t *r)
 
 static uint8_t *value_true(node_t *n, uint32_t *len)
 {
-    lua_State *L = n->L;
-    lua_pushboolean(L, 1);
-    luray_ser_t s;
-    luray_ser_init(&s);
-    uint8_t *blob = NULL;
-    if (luray_ser_encode(L, lua_gettop(L), 1, "value", &s) == 0) {
-        size_t sz = luray_ser_blob_size(&s);
-        blob = aligned_alloc(LURAY_BLOB_ALIGN, (sz + LURAY_BLOB_ALIGN - 1) / LURAY_BLOB_ALIGN *
-                                                   LURAY_BLOB_ALIGN);
-        if (blob) {
-            luray_ser_write(&s, blob);
-            *len = (uint32_t)sz;
-        }
-    }
-    luray_ser_close(&s);
-    lua_pop(L, 1);
-    return blob;
+    lua_pushboolean(n->L, 1);
+    return node_encode_top(n, len);
 }
 
 void node_pg_result(node_t *n, luray_oid_t pg, uint32_t status, const char *msg)
@@ -989,28 +959,19 @@ void node_on_bundle(node_t *n, proc_t *p, luray_rd_t *r)
     uint8_t op = luray_rd_u8(r);
     luray_oid_t pg = luray_proto_rd_id(r);
     uint32_t index = luray_rd_u32(r);
-    uint32_t nr = luray_rd_u32(r);
-    if (r->err || p != n->head || nr > LURAY_RES_MAX || (op != 1 && op != 2) ||
-        index > 0x7fffffff)
+    if (r->err || p != n->head || (op != 1 && op != 2) || index > 0x7fffffff)
         return node_count_bad(n, "BUNDLE");
     char *names[LURAY_RES_MAX];
     int64_t amounts[LURAY_RES_MAX];
-    uint32_t got = 0;
-    for (; got < nr; got++) {
-        size_t len = 0;
-        const char *s = luray_rd_str(r, &len);
-        amounts[got] = (int64_t)luray_rd_u64(r);
-        if (r->err || len == 0 || len > 200 || amounts[got] < 0)
-            break;
-        names[got] = strndup(s, len);
-    }
-    if (got == nr)
+    uint32_t nr = 0;
+    bool ok = pg_bundle_read(r, &nr, names, amounts) == 0;
+    if (ok)
         node_bundle_apply(n, pg, (int32_t)index, op, nr, (const char *const *)names, amounts);
     else
         node_count_bad(n, "BUNDLE resources");
-    for (uint32_t i = 0; i < got; i++)
+    for (uint32_t i = 0; i < nr; i++)
         free(names[i]);
-    if (got == nr && op == 1) {
+    if (ok && op == 1) {
         luray_buf_t *b = node_msg_begin(n, p, LURAY_MSG_BUNDLE);
         luray_proto_put_id(b, pg);
         luray_buf_put_u32(b, index);
@@ -1040,27 +1001,15 @@ void node_pg_local(node_t *n, proc_t *p, luray_rd_t *r)
         return;
     char why[300] = "";
     for (uint32_t i = 0; i < nb && !r->err && !why[0]; i++) {
-        uint32_t nr = luray_rd_u32(r);
-        if (nr > LURAY_RES_MAX) {
-            r->err = LURAY_EPROTO;
+        if (pg_bundle_read(r, &bs[i].nr, bs[i].names, bs[i].amounts) != 0)
             break;
-        }
-        for (uint32_t k = 0; k < nr && !r->err; k++) {
-            size_t len = 0;
-            const char *s = luray_rd_str(r, &len);
-            int64_t amount = (int64_t)luray_rd_u64(r);
-            if (r->err || len == 0 || len > 200 || amount < 0) {
-                r->err = LURAY_EPROTO;
-                break;
-            }
-            bs[i].names[k] = strndup(s, len);
-            bs[i].amounts[k] = amount;
-            bs[i].nr = k + 1;
-            int x = node_res_index(n, s, (uint32_t)len);
+        for (uint32_t k = 0; k < bs[i].nr && !why[0]; k++) {
+            const char *s = bs[i].names[k];
+            int x = node_res_index(n, s, (uint32_t)strlen(s));
             if (x < 0)
-                snprintf(why, sizeof(why), "bundle %u needs resource \"%.*s\", which no node has",
-                         i + 1, (int)len, s);
-            else if ((sum[x] += amount) > n->total[x])
+                snprintf(why, sizeof(why), "bundle %u needs resource \"%s\", which no node has",
+                         i + 1, s);
+            else if ((sum[x] += bs[i].amounts[k]) > n->total[x])
                 snprintf(why, sizeof(why), "its bundles need %g %s in all but the node has %g",
                          (double)sum[x] / LURAY_RES_UNIT, n->res_names[x],
                          (double)n->total[x] / LURAY_RES_UNIT);

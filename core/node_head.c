@@ -1097,6 +1097,27 @@ static void pg_node_lost(head_t *h, uint32_t id)
 
 enum { PGOP_CREATE = 1, PGOP_REMOVE = 2 };
 
+int pg_bundle_read(luray_rd_t *r, uint32_t *n_res, char **names, int64_t *amounts)
+{
+    uint32_t nr = luray_rd_u32(r);
+    *n_res = 0;
+    if (nr > LURAY_RES_MAX)
+        r->err = LURAY_EPROTO;
+    for (uint32_t k = 0; k < nr && !r->err; k++) {
+        size_t len = 0;
+        const char *s = luray_rd_str(r, &len);
+        int64_t amount = (int64_t)luray_rd_u64(r);
+        if (r->err || len == 0 || len > 200 || amount < 0) {
+            r->err = LURAY_EPROTO;
+            break;
+        }
+        names[k] = strndup(s, len);
+        amounts[k] = amount;
+        *n_res = k + 1;
+    }
+    return r->err;
+}
+
 void head_pg_request(head_t *h, uint32_t asker, uint64_t tag, luray_rd_t *r)
 {
     node_t *n = h->n;
@@ -1126,26 +1147,8 @@ void head_pg_request(head_t *h, uint32_t asker, uint64_t tag, luray_rd_t *r)
     g->strategy = strategy;
     g->asker = asker;
     g->n_bundles = nb;
-    for (uint32_t i = 0; i < nb && !r->err; i++) {
-        hbundle_t *bd = &g->bundles[i];
-        uint32_t nr = luray_rd_u32(r);
-        if (nr > LURAY_RES_MAX) {
-            r->err = LURAY_EPROTO;
-            break;
-        }
-        for (uint32_t k = 0; k < nr && !r->err; k++) {
-            size_t len = 0;
-            const char *s = luray_rd_str(r, &len);
-            int64_t amount = (int64_t)luray_rd_u64(r);
-            if (r->err || len == 0 || len > 200 || amount < 0) {
-                r->err = LURAY_EPROTO;
-                break;
-            }
-            bd->names[k] = strndup(s, len);
-            bd->amounts[k] = amount;
-            bd->n_res = k + 1;
-        }
-    }
+    for (uint32_t i = 0; i < nb && !r->err; i++)
+        pg_bundle_read(r, &g->bundles[i].n_res, g->bundles[i].names, g->bundles[i].amounts);
     if (r->err) {
         pg_free(g);
         return node_count_bad(n, "placement group bundles");

@@ -56,6 +56,10 @@ void head_name_moved(head_t *h, luray_actor_id_t id, uint32_t at);
 void head_pg_request(head_t *h, uint32_t asker, uint64_t tag, luray_rd_t *r);
 void head_bundle_ack(head_t *h, uint32_t from, luray_rd_t *r);
 
+/* One bundle of a placement group request: (name, amount) pairs; the names are malloc'd (free
+ * the first *n_res even on failure). Returns r->err. */
+int pg_bundle_read(luray_rd_t *r, uint32_t *n_res, char **names, int64_t *amounts);
+
 void place_req_put(luray_buf_t *b, const place_req_t *q);
 int place_req_read(luray_rd_t *r, place_req_t *q);
 

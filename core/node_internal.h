@@ -35,6 +35,10 @@ void node_obj_resolve(node_t *n, obj_t *o, uint8_t state, uint8_t *blob, uint32_
 int node_obj_add_waiter(obj_t *o, uint8_t kind, void *p);
 void node_lineage_release(node_t *n, task_t *t);
 void node_obj_remove_waiter(obj_t *o, void *p);
+/* Encodes (and pops) the value on top of the node's Lua stack as an inline blob. */
+uint8_t *node_encode_top(node_t *n, uint32_t *len);
+/* Reads a varint count and that many ids (NULL for none); sets r->err when they do not fit. */
+luray_oid_t *node_read_ids(luray_rd_t *r, uint32_t *n);
 /* Builds the blob of an error value {type=, message=, task=} with the node's Lua state. */
 uint8_t *node_error_blob(node_t *n, const char *type, const char *message, const char *task,
                          uint32_t *len);

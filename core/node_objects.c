@@ -349,19 +349,9 @@ void node_obj_located(node_t *n, obj_t *o, uint32_t at, uint64_t size,
         obj_free(n, o);
 }
 
-uint8_t *node_error_blob(node_t *n, const char *type, const char *message, const char *task,
-                         uint32_t *len)
+uint8_t *node_encode_top(node_t *n, uint32_t *len)
 {
     lua_State *L = n->L;
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, type);
-    lua_setfield(L, -2, "type");
-    lua_pushstring(L, message);
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, task ? task : "");
-    lua_setfield(L, -2, "task");
-    lua_pushstring(L, "");
-    lua_setfield(L, -2, "traceback");
     luray_ser_t s;
     luray_ser_init(&s);
     uint8_t *blob = NULL;
@@ -379,7 +369,23 @@ uint8_t *node_error_blob(node_t *n, const char *type, const char *message, const
     return blob;
 }
 
-static luray_oid_t *read_ids(luray_rd_t *r, uint32_t *n)
+uint8_t *node_error_blob(node_t *n, const char *type, const char *message, const char *task,
+                         uint32_t *len)
+{
+    lua_State *L = n->L;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, type);
+    lua_setfield(L, -2, "type");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, task ? task : "");
+    lua_setfield(L, -2, "task");
+    lua_pushstring(L, "");
+    lua_setfield(L, -2, "traceback");
+    return node_encode_top(n, len);
+}
+
+luray_oid_t *node_read_ids(luray_rd_t *r, uint32_t *n)
 {
     uint64_t count = luray_rd_varint(r);
     *n = 0;
@@ -415,7 +421,7 @@ void node_on_put(node_t *n, proc_t *p, luray_rd_t *r)
     size_t len;
     const void *blob = luray_rd_str(r, &len);
     uint32_t nc;
-    luray_oid_t *contained = read_ids(r, &nc);
+    luray_oid_t *contained = node_read_ids(r, &nc);
     if (r->err || luray_ser_check(blob, len) != 0 || node_obj_get(n, id)) {
         free(contained);
         return node_count_bad(n, "PUT");
@@ -462,7 +468,7 @@ void node_on_seal(node_t *n, proc_t *p, luray_rd_t *r)
     luray_oid_t id = luray_proto_rd_id(r);
     uint8_t is_return = luray_rd_u8(r);
     uint32_t nc;
-    luray_oid_t *contained = read_ids(r, &nc);
+    luray_oid_t *contained = node_read_ids(r, &nc);
     if (r->err) {
         free(contained);
         return node_count_bad(n, "SEAL");

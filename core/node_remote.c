@@ -310,21 +310,6 @@ void node_on_pull(node_t *n, proc_t *p, luray_rd_t *r)
         answer_missing(n, p, id);
 }
 
-static luray_oid_t *read_contained(luray_rd_t *r, uint32_t *count)
-{
-    uint64_t c = luray_rd_varint(r);
-    *count = 0;
-    if (r->err || c > luray_rd_left(r) / 16)
-        return NULL;
-    luray_oid_t *v = malloc((c ? c : 1) * sizeof(*v));
-    if (!v)
-        return NULL;
-    for (uint64_t i = 0; i < c; i++)
-        v[i] = luray_proto_rd_id(r);
-    *count = (uint32_t)c;
-    return v;
-}
-
 void node_on_obj(node_t *n, proc_t *p, luray_rd_t *r)
 {
     luray_oid_t id = luray_proto_rd_id(r);
@@ -342,7 +327,7 @@ void node_on_obj(node_t *n, proc_t *p, luray_rd_t *r)
         size_t len = 0;
         const void *blob = luray_rd_str(r, &len);
         uint32_t nc = 0;
-        luray_oid_t *contained = read_contained(r, &nc);
+        luray_oid_t *contained = node_read_ids(r, &nc);
         if (r->err || luray_ser_check(blob, len) != 0 ||
             (state != LURAY_OBJ_READY && state != LURAY_OBJ_ERROR)) {
             free(contained);
@@ -361,7 +346,7 @@ void node_on_obj(node_t *n, proc_t *p, luray_rd_t *r)
     uint32_t at = luray_rd_u32(r);
     uint64_t size = luray_rd_u64(r);
     uint32_t nc = 0;
-    luray_oid_t *contained = read_contained(r, &nc);
+    luray_oid_t *contained = node_read_ids(r, &nc);
     if (r->err || loc != LURAY_LOC_NODE || at == 0 || at == n->node_id) {
         free(contained);
         node_count_bad(n, "OBJ location");
