@@ -22,7 +22,7 @@ export LURAY_TMPDIR
 unset LURAY_ADDRESS LURAY_TOKEN_FILE
 trap '"$bin" stop >/dev/null 2>&1; rm -rf "$LURAY_TMPDIR"' EXIT
 
-. "$root/tests/integration/free_port.sh"
+. "$root/tests/integration/lib.sh"
 port=$(free_port 6)
 head=127.0.0.1:$port
 "$bin" start --head --port "$port" --num-cpus 1 --object-store-memory "$store" >/dev/null &&

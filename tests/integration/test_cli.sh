@@ -3,7 +3,7 @@
 # and a real head node through start, status, run --address and stop, in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-. tests/integration/free_port.sh
+. tests/integration/lib.sh
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -23,53 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-failures=0
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-not_ok() {
-    n=$((n + 1))
-    failures=$((failures + 1))
-    echo "not ok $n - $1"
-    shift
-    local line
-    for line in "$@"; do echo "# $line"; done
-}
-# check NAME COMMAND...: passes when COMMAND succeeds; shows the last output on failure.
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name" "stdout: $(head -c 600 "$out")" \
-        "stderr: $(head -c 600 "$err")"; fi
-}
 out=$work/out
 err=$work/err
-# L CMD...: runs luray, keeping its exit status in $rc and output in $out/$err.
-L() {
-    timeout -k 5 60 "$LURAY_BIN" "$@" >"$out" 2>"$err" </dev/null
-    rc=$?
-}
 
-# The live processes of a node of ours (by their session), ignoring zombies awaiting their reaper.
-node_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(cut -d' ' -f3 "$p/stat" 2>/dev/null)" = Z ] && continue
-        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "_node --session $LURAY_TMPDIR/" &&
-            echo "${p#/proc/}"
-    done
-}
-# Processes of the worker kind whose session is ours.
-worker_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(cut -d' ' -f3 "$p/stat" 2>/dev/null)" = Z ] && continue
-        tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -q "^LURAY_SESSION=$LURAY_TMPDIR/" &&
-            echo "${p#/proc/}"
-    done
-}
 
 echo "1..24"
 

@@ -5,7 +5,8 @@
 # `luray stop` leaving nothing behind. Everything runs in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-. tests/integration/free_port.sh
+. tests/integration/lib.sh
+L_TIMEOUT=90
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -16,23 +17,6 @@ export LURAY_TMPDIR
 work=$LURAY_TMPDIR/work
 mkdir -p "$work"
 
-# The live processes of nodes of ours (by their session), ignoring zombies.
-node_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(cut -d' ' -f3 "$p/stat" 2>/dev/null)" = Z ] && continue
-        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "_node --session $LURAY_TMPDIR/" &&
-            echo "${p#/proc/}"
-    done
-}
-worker_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(cut -d' ' -f3 "$p/stat" 2>/dev/null)" = Z ] && continue
-        tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -q "^LURAY_SESSION=$LURAY_TMPDIR/" &&
-            echo "${p#/proc/}"
-    done
-}
 
 cleanup() {
     "$LURAY_BIN" stop >/dev/null 2>&1
@@ -42,32 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-failures=0
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-not_ok() {
-    n=$((n + 1))
-    failures=$((failures + 1))
-    echo "not ok $n - $1"
-    shift
-    local line
-    for line in "$@"; do echo "# $line"; done
-}
 out=$work/out
 err=$work/err
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name" "stdout: $(tail -c 800 "$out")" \
-        "stderr: $(tail -c 800 "$err")"; fi
-}
-L() {
-    timeout -k 5 90 "$LURAY_BIN" "$@" >"$out" 2>"$err" </dev/null
-    rc=$?
-}
 # lua NAME: runs $work/NAME.lua as a driver on the head's node.
 lua() {
     L run "$work/$1.lua"

@@ -5,7 +5,8 @@
 # `luray stop`, all in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-. tests/integration/free_port.sh
+. tests/integration/lib.sh
+L_TIMEOUT=90
 LURAY_BIN=${LURAY_BIN:-build/bin/luray}
 case $LURAY_BIN in /*) ;; *) LURAY_BIN=$PWD/$LURAY_BIN ;; esac
 export LURAY_HISTORY=/dev/null
@@ -45,33 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-failures=0
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-not_ok() {
-    n=$((n + 1))
-    failures=$((failures + 1))
-    echo "not ok $n - $1"
-    shift
-    local line
-    for line in "$@"; do echo "# $line"; done
-}
 out=$work/out
 err=$work/err
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name" "stdout: $(head -c 800 "$out")" \
-        "stderr: $(head -c 800 "$err")"; fi
-}
-# L CMD...: runs luray, keeping its exit status in $rc and output in $out/$err.
-L() {
-    timeout -k 5 90 "$LURAY_BIN" "$@" >"$out" 2>"$err" </dev/null
-    rc=$?
-}
 # The job id that `job submit` printed.
 job_id() {
     grep -o 'job-[0-9a-f]\{8\} submitted' "$out" | head -n 1 | cut -d' ' -f1
