@@ -335,6 +335,8 @@ static void enqueue_frame(luray_client_t *c, const uint8_t *data, size_t len)
     }
 }
 
+volatile sig_atomic_t luray_client_interrupt;
+
 /* Receives one frame into the queue. Returns 0, or LURAY_ETIMEDOUT / LURAY_EAGAIN (signal). */
 static int recv_some(luray_client_t *c, int timeout_ms)
 {
@@ -346,8 +348,12 @@ static int recv_some(luray_client_t *c, int timeout_ms)
         nn_getsockopt(c->in_sock, NN_SOL_SOCKET, NN_RCVFD, &fd, &sz);
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int pr = poll(&pfd, 1, timeout_ms);
+        if ((pr < 0 && errno == EINTR) || (pr == 0 && timeout_ms > 0 && luray_client_interrupt)) {
+            luray_client_interrupt = 0;
+            return LURAY_EAGAIN;
+        }
         if (pr < 0)
-            return errno == EINTR ? LURAY_EAGAIN : LURAY_EIO;
+            return LURAY_EIO;
         if (pr == 0)
             return LURAY_ETIMEDOUT;
         len = nn_recv(c->in_sock, &msg, NN_MSG, NN_DONTWAIT);

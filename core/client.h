@@ -4,6 +4,7 @@
 #define LURAY_CORE_CLIENT_H
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -117,5 +118,9 @@ int luray_client_send_direct(luray_client_t *c, uint32_t proc, uint16_t type, co
 void luray_client_unpin(luray_client_t *c, luray_oid_t id);
 luray_oid_t luray_client_new_id(luray_client_t *c);
 uint64_t luray_client_new_req(luray_client_t *c);
+
+/* Set by a Ctrl-C or SIGTERM handler: a wait in progress returns LURAY_EAGAIN within a slice
+ * of its poll even when the signal landed on another thread than the one waiting. */
+extern volatile sig_atomic_t luray_client_interrupt;
 
 #endif

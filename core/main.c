@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "cli_job.h"
+#include "client.h"
 #include "ctl.h"
 #include "errors.h"
 #include "errors_str.h"
@@ -561,6 +562,7 @@ static void run_stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    luray_client_interrupt = 0; /* taken here, not by a wait */
     luaL_error(L, "interrupted!");
 }
 
@@ -568,6 +570,7 @@ static void run_on_signal(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
     signal(sig, SIG_DFL);
+    luray_client_interrupt = 1;
     if (run_L)
         lua_sethook(run_L, run_stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }

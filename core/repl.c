@@ -16,6 +16,7 @@
 #include <readline/readline.h>
 
 #include "buf.h"
+#include "client.h"
 #include "lua_util.h"
 
 #define REPL_FORMAT_KEY "luray.repl.format"
@@ -130,6 +131,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    luray_client_interrupt = 0; /* taken here, not by a wait */
     luaL_error(L, "interrupted!");
 }
 
@@ -138,6 +140,7 @@ static void on_sigint(int sig)
     if (g_running && g_repl_L != NULL) {
         /* A second Ctrl-C while C code holds on (never returning to Lua) ends the process. */
         signal(sig, SIG_DFL);
+        luray_client_interrupt = 1;
         lua_sethook(g_repl_L, interrupt_hook,
                     LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
     } else {

@@ -27,7 +27,7 @@ out=$work/out
 err=$work/err
 
 
-echo "1..24"
+echo "1..26"
 
 L --version
 check "--version prints the version" [ "$rc" = 0 -a "$(cat "$out")" = "luray 0.1.0" ]
