@@ -218,13 +218,18 @@ void node_on_get(node_t *n, proc_t *p, luray_rd_t *r)
     g->wait_mode = mode == 1;
     g->need = mode == 1 ? need : (uint32_t)count;
     g->refs = 1;
+    /* Objects that live elsewhere are fetched first: a fetch that fails at once (their node is
+     * gone) makes them ready with an error before they are counted. */
     for (uint32_t i = 0; i < g->n; i++) {
         g->ids[i] = luray_proto_rd_id(r);
         obj_t *o = node_obj_get(n, g->ids[i]);
+        if (o && o->state == LURAY_OBJ_PENDING && !g->wait_mode)
+            node_obj_want(n, o);
+    }
+    for (uint32_t i = 0; i < g->n; i++) {
+        obj_t *o = node_obj_get(n, g->ids[i]);
         if (!o || o->state != LURAY_OBJ_PENDING || (g->wait_mode && o->at))
             g->have++;
-        else if (!g->wait_mode)
-            node_obj_want(n, o);
     }
     if (g->have >= g->need || timeout_ms == 0) {
         get_reply(n, g, g->have < g->need);
@@ -343,10 +348,10 @@ void node_obj_located(node_t *n, obj_t *o, uint32_t at, uint64_t size,
             getreq_unref(g);
         }
     }
-    if (pull)
-        node_obj_want(n, o);
     if (o->refs <= 0)
         obj_free(n, o);
+    else if (pull)
+        node_obj_want(n, o); /* last: it may resolve (and free) o at once */
 }
 
 uint8_t *node_encode_top(node_t *n, uint32_t *len)

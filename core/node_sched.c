@@ -605,15 +605,21 @@ void node_on_submit(node_t *n, proc_t *p, luray_rd_t *r)
         obj_t *o = node_obj_get(n, luray_proto_id_at(t->spec.deps + 16 * i));
         /* Ready on another node is ready enough: it is pulled where the task runs. */
         if (o && o->state == LURAY_OBJ_PENDING && !o->at &&
-            node_obj_add_waiter(o, WAIT_TASK, t) == 0) {
+            node_obj_add_waiter(o, WAIT_TASK, t) == 0)
             t->deps_left++;
-            node_obj_want(n, o);
-        }
     }
-    if (t->deps_left == 0)
+    if (t->deps_left == 0) {
         node_task_make_ready(n, t, false);
-    else
-        t->state = T_WAITING;
+        return;
+    }
+    t->state = T_WAITING;
+    /* Arguments owned elsewhere are fetched now that the task waits for them (a fetch that
+     * fails at once counts its argument as ready, with an error). */
+    for (uint32_t i = 0; i < t->spec.n_deps && t->state == T_WAITING; i++) {
+        obj_t *o = node_obj_get(n, luray_proto_id_at(t->spec.deps + 16 * i));
+        if (o && o->state == LURAY_OBJ_PENDING && !o->at)
+            node_obj_want(n, o);
+    }
 }
 
 /* ---- done ---- */

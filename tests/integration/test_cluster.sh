@@ -314,6 +314,11 @@ luray.wait({kept})
 local Echo = luray.actor({ where = function(self) return luray.get_runtime_context().node_id end })
 local echo = Echo:options{max_restarts = 1, scheduling_strategy = {node_id = victim, soft = true}}:remote()
 assert(luray.get(echo.where:remote()) == victim)
+-- an object put by a task on the victim: owned there, so lost with it
+local putter = luray.remote({scheduling_strategy = {node_id = victim}}, function()
+    return {luray.put(string.rep("p", 100000))}
+end)
+local boxed = luray.get(putter:remote())
 local vals, nodes = {}, {}
 for i = 1, 12 do vals[i], nodes[i] = slow:remote(i) end
 io.stdout:write("submitted\n")
@@ -324,6 +329,8 @@ for _, nd in ipairs(luray.get(nodes)) do assert(nd ~= victim, "a result came fro
 assert(#luray.get(kept) == 300000)
 local moved = luray.get(echo.where:remote())
 assert(moved ~= victim, "the actor restarted on another node")
+local ok, e = pcall(luray.get, boxed[1])
+assert(not ok and e.type == "ObjectLostError", "an object owned by the dead node: " .. tostring(e))
 print("kill ok")
 EOF
 victim_dir=$(grep -l '"head": false' "$LURAY_TMPDIR"/session_*/node.json | head -1 | xargs dirname)
@@ -350,7 +357,7 @@ wait "$driver"
 rc=$?
 check "a killed node is marked dead within 5 s (took ${secs} s)" \
     bash -c "[ $dead = yes ] && python3 -c 'import sys; sys.exit(0 if $secs <= 5 else 1)'"
-check "a node killed mid-job loses nothing: tasks retried, results rebuilt, actor restarted" \
+check "a node killed mid-job loses nothing it can rebuild: tasks, results, actor; what it owned is ObjectLostError" \
     bash -c "[ $rc = 0 ] && grep -q 'kill ok' '$out'"
 sleep 1
 check "the dead node's workers exit by themselves" bash -c "! grep -qs . <(for p in /proc/[0-9]*; do
