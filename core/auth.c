@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include <stdbool.h>
 
+#include "buf.h"
 #include "luray/errors.h"
 
 static int init_sodium(void)
@@ -129,28 +130,6 @@ void luray_auth_close(luray_auth_t *a)
     a->cap = a->len = 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 /* The nonce is the header's sender and counter: unique for a key as long as counters only grow.
  * The whole message is the AEAD's additional data; there is nothing to encrypt. */
 static void tag_of(const luray_auth_t *a, bool gcm, const uint8_t *msg, size_t len,
@@ -171,9 +150,9 @@ void luray_auth_seal(luray_auth_t *a, const void *payload, size_t len, uint8_t *
     if (payload != out + LURAY_AUTH_HEADER)
         memmove(out + LURAY_AUTH_HEADER, payload, len);
     bool gcm = a->gcm == 2;
-    put_u32(out, gcm ? LURAY_AUTH_MAGIC_GCM : LURAY_AUTH_MAGIC);
-    put_u32(out + 4, a->sender);
-    put_u64(out + 8, __atomic_fetch_add(&a->counter, 1, __ATOMIC_RELAXED));
+    luray_le_put32(out, gcm ? LURAY_AUTH_MAGIC_GCM : LURAY_AUTH_MAGIC);
+    luray_le_put32(out + 4, a->sender);
+    luray_le_put64(out + 8, __atomic_fetch_add(&a->counter, 1, __ATOMIC_RELAXED));
     tag_of(a, gcm, out, LURAY_AUTH_HEADER + len, out + LURAY_AUTH_HEADER + len);
 }
 
@@ -248,9 +227,9 @@ int luray_auth_open(luray_auth_t *a, const uint8_t *in, size_t len, const uint8_
                     size_t *plen, uint32_t *sender)
 {
     uint8_t tag[LURAY_AUTH_TAG];
-    if (len < LURAY_AUTH_OVERHEAD || get_u32(in + 4) == 0)
+    if (len < LURAY_AUTH_OVERHEAD || luray_le_get32(in + 4) == 0)
         goto bad;
-    uint32_t magic = get_u32(in);
+    uint32_t magic = luray_le_get32(in);
     bool gcm = magic == LURAY_AUTH_MAGIC_GCM;
     if ((magic != LURAY_AUTH_MAGIC && !gcm) || (gcm && !a->gcm))
         goto bad;
@@ -258,8 +237,8 @@ int luray_auth_open(luray_auth_t *a, const uint8_t *in, size_t len, const uint8_
     tag_of(a, gcm, in, body, tag);
     if (sodium_memcmp(tag, in + body, LURAY_AUTH_TAG) != 0)
         goto bad;
-    uint32_t from = get_u32(in + 4);
-    uint64_t counter = get_u64(in + 8);
+    uint32_t from = luray_le_get32(in + 4);
+    uint64_t counter = luray_le_get64(in + 8);
     luray_auth_peer_t *peer = peer_slot(a, from);
     if (!peer || !replay_take(peer, counter))
         goto bad;

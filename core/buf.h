@@ -30,6 +30,29 @@ void luray_buf_put_varint(luray_buf_t *b, uint64_t v);
 /* A varint length followed by the bytes. */
 void luray_buf_put_str(luray_buf_t *b, const void *p, size_t n);
 
+/* Little-endian integers at a raw pointer (fixed headers written in place). */
+static inline void luray_le_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void luray_le_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t luray_le_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t luray_le_get64(const uint8_t *p)
+{
+    return (uint64_t)luray_le_get32(p) | (uint64_t)luray_le_get32(p + 4) << 32;
+}
+
 /* Reader: every get checks bounds; after the first failure `err` is set (LURAY_EPROTO) and
  * every later get returns zeros, so a decoder checks once at the end. */
 typedef struct {

@@ -17,7 +17,9 @@
 #include <nanomsg/reqrep.h>
 #include <nanomsg/tcp.h>
 
+#include "buf.h"
 #include "errors.h"
+#include "errors_str.h"
 #include "log.h"
 #include "session.h"
 
@@ -30,41 +32,6 @@
 #define CLIENT_RCVMAX (64 << 20)
 #define REPLY_HEAD (4 + 8 + 4)
 #define SERVE_BATCH 64
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
 
 static uint64_t wall_ns(void)
 {
@@ -138,9 +105,9 @@ static void send_reply(luray_ctl_server_t *s, uint32_t sender, uint64_t counter,
         return;
     }
     uint8_t *p = buf + LURAY_AUTH_HEADER;
-    put_u32(p, sender);
-    put_u64(p + 4, counter);
-    put_u32(p + 12, (uint32_t)jlen);
+    luray_le_put32(p, sender);
+    luray_le_put64(p + 4, counter);
+    luray_le_put32(p + 12, (uint32_t)jlen);
     memcpy(p + REPLY_HEAD, json, jlen);
     if (dlen)
         memcpy(p + REPLY_HEAD + jlen, data, dlen);
@@ -162,12 +129,12 @@ static int parse_request(luray_ctl_server_t *s, const uint8_t *p, size_t plen, c
                                  LURAY_CTL_MAX_REQUEST >> 20);
         return LURAY_EPROTO;
     }
-    if (plen < 4 || get_u32(p) > plen - 4) {
+    if (plen < 4 || luray_le_get32(p) > plen - 4) {
         reject(s, "no JSON part", plen);
         *reply = luray_ctl_error("malformed request: its JSON length is wrong");
         return LURAY_EPROTO;
     }
-    uint32_t jlen = get_u32(p);
+    uint32_t jlen = luray_le_get32(p);
     *req = cJSON_ParseWithLength((const char *)p + 4, jlen);
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(*req, "op");
     if (!cJSON_IsObject(*req)) {
@@ -194,7 +161,7 @@ static void serve(luray_ctl_server_t *s, const uint8_t *msg, size_t len)
         reject(s, "it failed authentication", len);
         return;
     }
-    uint64_t counter = get_u64(msg + 8), now = wall_ns();
+    uint64_t counter = luray_le_get64(msg + 8), now = wall_ns();
     cJSON *req = NULL, *reply = NULL;
     luray_ctl_bytes_t bytes = {0};
     bool refused = true;
@@ -258,30 +225,30 @@ int luray_ctl_server_start(uv_loop_t *loop, const char *addr, const uint8_t key[
     int maxsize = (int)(LURAY_CTL_MAX_REQUEST + LURAY_AUTH_OVERHEAD + RECV_SLACK);
     luray_ctl_server_t *s = calloc(1, sizeof(*s));
     if (!s) {
-        set_err(err, errlen, "out of memory");
+        luray_set_err(err, errlen, "out of memory");
         return LURAY_ENOMEM;
     }
     if (luray_auth_init(&s->auth, key, 0) != 0) {
-        set_err(err, errlen, "libsodium failed to initialise");
+        luray_set_err(err, errlen, "libsodium failed to initialise");
         rc = LURAY_EIO;
         goto err_free;
     }
     s->sock = nn_socket(AF_SP, NN_REP);
     if (s->sock < 0) {
-        set_err(err, errlen, "cannot create the control socket: %s", nn_strerror(nn_errno()));
+        luray_set_err(err, errlen, "cannot create the control socket: %s", nn_strerror(nn_errno()));
         rc = LURAY_EIO;
         goto err_auth;
     }
     nn_setsockopt(s->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
     if (nn_bind(s->sock, addr) < 0) {
         int e = nn_errno();
-        set_err(err, errlen, "cannot serve the control port on %s: %s", addr, nn_strerror(e));
+        luray_set_err(err, errlen, "cannot serve the control port on %s: %s", addr, nn_strerror(e));
         rc = e == EADDRINUSE ? LURAY_EEXIST : LURAY_EIO;
         goto err_sock;
     }
     if (nn_getsockopt(s->sock, NN_SOL_SOCKET, NN_RCVFD, &fd, &sz) < 0 ||
         uv_poll_init(loop, &s->poll, fd) != 0) {
-        set_err(err, errlen, "cannot poll the control socket");
+        luray_set_err(err, errlen, "cannot poll the control socket");
         rc = LURAY_EIO;
         goto err_sock;
     }
@@ -290,7 +257,7 @@ int luray_ctl_server_start(uv_loop_t *loop, const char *addr, const uint8_t key[
     s->ctx = ctx;
     s->poll.data = s;
     if (uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) {
-        set_err(err, errlen, "cannot poll the control socket");
+        luray_set_err(err, errlen, "cannot poll the control socket");
         luray_ctl_server_stop(s);
         return LURAY_EIO;
     }
@@ -342,18 +309,18 @@ int luray_ctl_client_new(const char *addr, const uint8_t key[LURAY_KEY_BYTES],
     int rcvmax = CLIENT_RCVMAX, linger = 0, ipv4only = 0, rc;
     luray_ctl_client_t *c = calloc(1, sizeof(*c));
     if (!c) {
-        set_err(err, errlen, "out of memory");
+        luray_set_err(err, errlen, "out of memory");
         return LURAY_ENOMEM;
     }
     addr_where(addr, c->where, sizeof(c->where));
     if (luray_auth_init(&c->auth, key, 0) != 0) {
-        set_err(err, errlen, "libsodium failed to initialise");
+        luray_set_err(err, errlen, "libsodium failed to initialise");
         rc = LURAY_EIO;
         goto err_free;
     }
     c->sock = nn_socket(AF_SP, NN_REQ);
     if (c->sock < 0) {
-        set_err(err, errlen, "cannot create a socket: %s", nn_strerror(nn_errno()));
+        luray_set_err(err, errlen, "cannot create a socket: %s", nn_strerror(nn_errno()));
         rc = LURAY_EIO;
         goto err_auth;
     }
@@ -362,7 +329,7 @@ int luray_ctl_client_new(const char *addr, const uint8_t key[LURAY_KEY_BYTES],
     if (strchr(c->where, '['))
         nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_IPV4ONLY, &ipv4only, sizeof(ipv4only));
     if (nn_connect(c->sock, addr) < 0) {
-        set_err(err, errlen, "cannot connect to %s: %s", addr, nn_strerror(nn_errno()));
+        luray_set_err(err, errlen, "cannot connect to %s: %s", addr, nn_strerror(nn_errno()));
         rc = LURAY_EINVAL;
         goto err_sock;
     }
@@ -389,7 +356,7 @@ void luray_ctl_client_free(luray_ctl_client_t *c)
 
 static int no_answer(const luray_ctl_client_t *c, int timeout_ms, char *err, size_t errlen)
 {
-    set_err(err, errlen,
+    luray_set_err(err, errlen,
             "no luray head answers at %s within %d s (is the head running, and is the key "
             "its cluster's?)", c->where, (timeout_ms + 999) / 1000);
     return LURAY_ETIMEDOUT;
@@ -404,7 +371,7 @@ static uint8_t *seal_request(luray_ctl_client_t *c, const char *json, const uint
     if (!buf)
         return NULL;
     uint8_t *p = buf + LURAY_AUTH_HEADER;
-    put_u32(p, (uint32_t)jlen);
+    luray_le_put32(p, (uint32_t)jlen);
     memcpy(p + 4, json, jlen);
     if (len)
         memcpy(p + 4 + jlen, data, len);
@@ -426,21 +393,21 @@ static int open_reply(luray_ctl_client_t *c, const uint8_t *msg, size_t len, uin
     size_t plen = 0;
     uint32_t sender = 0;
     if (luray_auth_open(&c->auth, msg, len, &p, &plen, &sender) != 0) {
-        set_err(err, errlen, "the answer from %s did not authenticate under the cluster key",
+        luray_set_err(err, errlen, "the answer from %s did not authenticate under the cluster key",
                 c->where);
         return LURAY_EAUTH;
     }
-    if (plen < REPLY_HEAD || get_u32(p) != c->auth.sender || get_u64(p + 4) != counter ||
-        get_u32(p + 12) > plen - REPLY_HEAD) {
-        set_err(err, errlen, "the answer from %s does not belong to this request", c->where);
+    if (plen < REPLY_HEAD || luray_le_get32(p) != c->auth.sender || luray_le_get64(p + 4) != counter ||
+        luray_le_get32(p + 12) > plen - REPLY_HEAD) {
+        luray_set_err(err, errlen, "the answer from %s does not belong to this request", c->where);
         return LURAY_EPROTO;
     }
-    size_t jlen = get_u32(p + 12), dlen = plen - REPLY_HEAD - jlen;
+    size_t jlen = luray_le_get32(p + 12), dlen = plen - REPLY_HEAD - jlen;
     *reply = cJSON_ParseWithLength((const char *)p + REPLY_HEAD, jlen);
     if (!cJSON_IsObject(*reply)) {
         cJSON_Delete(*reply);
         *reply = NULL;
-        set_err(err, errlen, "the head at %s answered with malformed JSON", c->where);
+        luray_set_err(err, errlen, "the head at %s answered with malformed JSON", c->where);
         return LURAY_EPROTO;
     }
     if (rdata && dlen) {
@@ -448,7 +415,7 @@ static int open_reply(luray_ctl_client_t *c, const uint8_t *msg, size_t len, uin
         if (!*rdata) {
             cJSON_Delete(*reply);
             *reply = NULL;
-            set_err(err, errlen, "out of memory for an answer of %zu bytes", dlen);
+            luray_set_err(err, errlen, "out of memory for an answer of %zu bytes", dlen);
             return LURAY_ENOMEM;
         }
         memcpy(*rdata, p + REPLY_HEAD + jlen, dlen);
@@ -475,7 +442,7 @@ static int exchange(luray_ctl_client_t *c, const uint8_t *buf, size_t total, uin
     if (n < 0) {
         if (nn_errno() == ETIMEDOUT || nn_errno() == EINTR)
             return no_answer(c, timeout_ms, err, errlen);
-        set_err(err, errlen, "cannot send to %s: %s", c->where, nn_strerror(nn_errno()));
+        luray_set_err(err, errlen, "cannot send to %s: %s", c->where, nn_strerror(nn_errno()));
         return LURAY_EIO;
     }
     void *msg = NULL;
@@ -489,7 +456,7 @@ static int exchange(luray_ctl_client_t *c, const uint8_t *buf, size_t total, uin
     if (n < 0) {
         if (nn_errno() == ETIMEDOUT || nn_errno() == EINTR)
             return no_answer(c, timeout_ms, err, errlen);
-        set_err(err, errlen, "no answer from %s: %s", c->where, nn_strerror(nn_errno()));
+        luray_set_err(err, errlen, "no answer from %s: %s", c->where, nn_strerror(nn_errno()));
         return LURAY_EIO;
     }
     int rc = open_reply(c, msg, (size_t)n, counter, reply, rdata, rlen, err, errlen);
@@ -508,12 +475,12 @@ int luray_ctl_client_call(luray_ctl_client_t *c, const cJSON *req, const uint8_t
     }
     char *json = cJSON_PrintUnformatted(req);
     if (!json) {
-        set_err(err, errlen, "out of memory printing the request");
+        luray_set_err(err, errlen, "out of memory printing the request");
         return LURAY_ENOMEM;
     }
     size_t plen = 4 + strlen(json) + len;
     if (plen > LURAY_CTL_MAX_REQUEST) {
-        set_err(err, errlen, "the request has %zu MiB; a head takes at most %u MiB", plen >> 20,
+        luray_set_err(err, errlen, "the request has %zu MiB; a head takes at most %u MiB", plen >> 20,
                 LURAY_CTL_MAX_REQUEST >> 20);
         free(json);
         return LURAY_ETOOBIG;
@@ -523,7 +490,7 @@ int luray_ctl_client_call(luray_ctl_client_t *c, const cJSON *req, const uint8_t
     uint8_t *buf = seal_request(c, json, data, len, &total, &counter);
     free(json);
     if (!buf) {
-        set_err(err, errlen, "out of memory for a request of %zu bytes", plen);
+        luray_set_err(err, errlen, "out of memory for a request of %zu bytes", plen);
         return LURAY_ENOMEM;
     }
     int rc = exchange(c, buf, total, counter, reply, rdata, rlen, timeout_ms > 0 ? timeout_ms : 1,
@@ -547,30 +514,6 @@ int luray_ctl_request(const char *addr, const uint8_t key[LURAY_KEY_BYTES], cons
 
 /* ---- finding the head ---- */
 
-/* Splits "HOST:PORT" or "[V6]:PORT" (brackets dropped). */
-static int split_address(const char *address, char *host, size_t hostlen, int *port)
-{
-    const char *colon = strrchr(address, ':');
-    if (!colon || colon == address || !colon[1])
-        return LURAY_EINVAL;
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (errno || *end || p <= 0 || p >= 65535)
-        return LURAY_EINVAL;
-    size_t hl = (size_t)(colon - address);
-    if (address[0] == '[' && hl >= 2 && address[hl - 1] == ']') {
-        address++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= hostlen)
-        return LURAY_EINVAL;
-    memcpy(host, address, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
 /* The head of this machine's current session. */
 static int local_head(char *host, size_t hostlen, int *port, char *err, size_t errlen)
 {
@@ -581,12 +524,12 @@ static int local_head(char *host, size_t hostlen, int *port, char *err, size_t e
         return rc;
     rc = luray_session_read_node(dir, &node);
     if (rc) {
-        set_err(err, errlen, "cannot read %s/node.json: %s", dir,
+        luray_set_err(err, errlen, "cannot read %s/node.json: %s", dir,
                 rc == LURAY_EPROTO ? "it does not parse" : strerror(errno));
         return rc;
     }
     if (node.port <= 0 || node.port >= 65535) {
-        set_err(err, errlen, "the cluster running here is a driver's own (embedded), which takes "
+        luray_set_err(err, errlen, "the cluster running here is a driver's own (embedded), which takes "
                 "no jobs; start a head with 'luray start --head'");
         return LURAY_ENOENT;
     }
@@ -605,16 +548,16 @@ static int default_token(int port, char *out, size_t len, char *err, size_t errl
 {
     char base[PATH_MAX];
     if (luray_session_base(base, sizeof(base)) != 0) {
-        set_err(err, errlen, "cannot use the session directory %s (see the message above)",
+        luray_set_err(err, errlen, "cannot use the session directory %s (see the message above)",
                 getenv("LURAY_TMPDIR") ? getenv("LURAY_TMPDIR") : LURAY_SESSION_BASE_DEFAULT);
         return LURAY_EINVAL;
     }
     if (snprintf(out, len, "%s/cluster-%d/token", base, port) >= (int)len) {
-        set_err(err, errlen, "the key file's path is too long");
+        luray_set_err(err, errlen, "the key file's path is too long");
         return LURAY_EINVAL;
     }
     if (access(out, R_OK) != 0) {
-        set_err(err, errlen,
+        luray_set_err(err, errlen,
                 "no cluster key at %s (%s): the head of port %d writes it when it starts; for a "
                 "head on another machine, copy its key file here and pass --token-file FILE or "
                 "set LURAY_TOKEN_FILE", out, strerror(errno), port);
@@ -632,8 +575,8 @@ int luray_ctl_resolve(const char *address, const char *token_file, char *ctl_add
     if (!address || !*address)
         address = getenv("LURAY_ADDRESS");
     if (address && *address && strcmp(address, "auto") != 0) {
-        if (split_address(address, host, sizeof(host), &port) != 0) {
-            set_err(err, errlen, "bad address '%s': expected HOST:PORT, such as 127.0.0.1:%d",
+        if (luray_session_parse_address(address, host, sizeof(host), &port) != 0 || port >= 65535) {
+            luray_set_err(err, errlen, "bad address '%s': expected HOST:PORT, such as 127.0.0.1:%d",
                     address, LURAY_DEFAULT_PORT);
             return LURAY_EINVAL;
         }
@@ -642,7 +585,7 @@ int luray_ctl_resolve(const char *address, const char *token_file, char *ctl_add
     }
     const char *fmt = strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d";
     if (snprintf(ctl_addr, ctl_len, fmt, host, port + LURAY_CTL_PORT_OFFSET) >= (int)ctl_len) {
-        set_err(err, errlen, "the address %s:%d is too long", host, port);
+        luray_set_err(err, errlen, "the address %s:%d is too long", host, port);
         return LURAY_EINVAL;
     }
     if (!token_file || !*token_file)
@@ -650,11 +593,11 @@ int luray_ctl_resolve(const char *address, const char *token_file, char *ctl_add
     if (!token_file || !*token_file)
         return default_token(port, token_path, token_len, err, errlen);
     if (snprintf(token_path, token_len, "%s", token_file) >= (int)token_len) {
-        set_err(err, errlen, "the key file's path is too long: %s", token_file);
+        luray_set_err(err, errlen, "the key file's path is too long: %s", token_file);
         return LURAY_EINVAL;
     }
     if (access(token_path, R_OK) != 0) {
-        set_err(err, errlen, "cannot read the cluster key file %s: %s", token_path,
+        luray_set_err(err, errlen, "cannot read the cluster key file %s: %s", token_path,
                 strerror(errno));
         return LURAY_ENOENT;
     }

@@ -1,6 +1,9 @@
 /* Names and messages for the LURAY_E* codes. */
 #include "errors_str.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *luray_strerror(int err)
 {
     switch (err) {
@@ -29,4 +32,14 @@ const char *luray_err_name(int err)
     default:
         return "EUNKNOWN";
     }
+}
+
+void luray_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

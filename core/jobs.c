@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "errors.h"
+#include "errors_str.h"
 #include "log.h"
 #include "pack.h"
 #include "session.h"
@@ -67,19 +68,6 @@ struct luray_jobs {
     int open_handles; /* handles whose close callback has not run */
     bool closing;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static double now_s(void)
 {
@@ -276,7 +264,7 @@ static int replay(luray_jobs_t *j, char *err, size_t errlen)
     int lineno = 0;
     char *text = read_all(j->record_fd, &len);
     if (!text) {
-        set_err(err, errlen, "cannot read %s/" RECORD_FILE ": %s", j->state_dir,
+        luray_set_err(err, errlen, "cannot read %s/" RECORD_FILE ": %s", j->state_dir,
                 strerror(errno));
         return LURAY_EIO;
     }
@@ -822,7 +810,7 @@ static int make_dir(const char *path, char *err, size_t errlen)
 {
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
-        set_err(err, errlen, "path too long: %s", path);
+        luray_set_err(err, errlen, "path too long: %s", path);
         return LURAY_EINVAL;
     }
     for (char *p = buf + 1; *p; p++) {
@@ -837,7 +825,7 @@ static int make_dir(const char *path, char *err, size_t errlen)
         goto fail;
     return 0;
 fail:
-    set_err(err, errlen, "cannot create %s: %s", buf, strerror(errno));
+    luray_set_err(err, errlen, "cannot create %s: %s", buf, strerror(errno));
     return LURAY_EIO;
 }
 
@@ -858,23 +846,23 @@ int luray_jobs_open(uv_loop_t *loop, const luray_jobs_opts_t *opts, luray_jobs_t
     char path[PATH_MAX];
     int rc;
     if (!opts || !opts->state_dir || !opts->exe || !opts->driver_address) {
-        set_err(err, errlen, "the job manager needs a state dir, the luray program and the "
+        luray_set_err(err, errlen, "the job manager needs a state dir, the luray program and the "
                 "drivers' address");
         return LURAY_EINVAL;
     }
     if (sodium_init() < 0) {
-        set_err(err, errlen, "libsodium failed to initialise");
+        luray_set_err(err, errlen, "libsodium failed to initialise");
         return LURAY_EIO;
     }
     luray_jobs_t *j = calloc(1, sizeof(*j));
     if (!j) {
-        set_err(err, errlen, "out of memory");
+        luray_set_err(err, errlen, "out of memory");
         return LURAY_ENOMEM;
     }
     j->loop = loop;
     j->record_fd = -1;
     if ((rc = copy_opts(j, opts)) != 0) {
-        set_err(err, errlen, "out of memory");
+        luray_set_err(err, errlen, "out of memory");
         goto err_free;
     }
     snprintf(path, sizeof(path), "%s/jobs", j->state_dir);
@@ -883,7 +871,7 @@ int luray_jobs_open(uv_loop_t *loop, const luray_jobs_opts_t *opts, luray_jobs_t
     snprintf(path, sizeof(path), "%s/" RECORD_FILE, j->state_dir);
     j->record_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (j->record_fd < 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        luray_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
         rc = LURAY_EIO;
         goto err_free;
     }

@@ -19,24 +19,12 @@
 
 #include "buf.h"
 #include "errors.h"
+#include "errors_str.h"
 #include "log.h"
 
 #define HEADER_BYTES 8 /* magic, count */
 /* Smallest entry: type, path_len, a 1-byte path, mode, size. */
 #define ENTRY_MIN (1 + 4 + 1 + 4 + 8)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- packing ---- */
 
@@ -77,12 +65,12 @@ static int read_into(packer_t *pk, const char *path, uint64_t size)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(pk->err, pk->errlen, "cannot read %s: %s", path, strerror(errno));
+        luray_set_err(pk->err, pk->errlen, "cannot read %s: %s", path, strerror(errno));
         return LURAY_EIO;
     }
     int rc = luray_buf_reserve(&pk->buf, (size_t)size);
     if (rc) {
-        set_err(pk->err, pk->errlen, "out of memory packing %s", path);
+        luray_set_err(pk->err, pk->errlen, "out of memory packing %s", path);
         goto out_close;
     }
     uint8_t *dst = pk->buf.data + pk->buf.len;
@@ -92,7 +80,7 @@ static int read_into(packer_t *pk, const char *path, uint64_t size)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_err(pk->err, pk->errlen, "cannot read %s: %s", path, strerror(errno));
+            luray_set_err(pk->err, pk->errlen, "cannot read %s: %s", path, strerror(errno));
             rc = LURAY_EIO;
             goto out_close;
         }
@@ -101,7 +89,7 @@ static int read_into(packer_t *pk, const char *path, uint64_t size)
         got += (size_t)r;
     }
     if (got != size) {
-        set_err(pk->err, pk->errlen, "%s shrank while it was packed", path);
+        luray_set_err(pk->err, pk->errlen, "%s shrank while it was packed", path);
         rc = LURAY_EIO;
         goto out_close;
     }
@@ -123,7 +111,7 @@ static int pack_file(packer_t *pk, const char *path, const char *rel, const stru
         return 0;
     }
     if (size > pk->limit - pk->total) {
-        set_err(pk->err, pk->errlen,
+        luray_set_err(pk->err, pk->errlen,
                 "%s (%llu bytes) brings %s past its limit of %llu bytes; make the folder smaller",
                 path, (unsigned long long)size, pk->root, (unsigned long long)pk->limit);
         return LURAY_ETOOBIG;
@@ -138,11 +126,11 @@ static int pack_entry(packer_t *pk, const char *rel)
     char path[PATH_MAX];
     struct stat st;
     if (snprintf(path, sizeof(path), "%s/%s", pk->root, rel) >= (int)sizeof(path)) {
-        set_err(pk->err, pk->errlen, "path too long: %s/%s", pk->root, rel);
+        luray_set_err(pk->err, pk->errlen, "path too long: %s/%s", pk->root, rel);
         return LURAY_EINVAL;
     }
     if (lstat(path, &st) != 0) {
-        set_err(pk->err, pk->errlen, "cannot read %s: %s", path, strerror(errno));
+        luray_set_err(pk->err, pk->errlen, "cannot read %s: %s", path, strerror(errno));
         return LURAY_EIO;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -151,7 +139,7 @@ static int pack_entry(packer_t *pk, const char *rel)
     }
     if (S_ISREG(st.st_mode))
         return pack_file(pk, path, rel, &st);
-    set_err(pk->err, pk->errlen, "%s is %s; a packed folder holds only files and folders",
+    luray_set_err(pk->err, pk->errlen, "%s is %s; a packed folder holds only files and folders",
             path, S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file");
     return LURAY_EINVAL;
 }
@@ -164,7 +152,7 @@ static int pack_tree(packer_t *pk, const char *rel)
     snprintf(path, sizeof(path), "%s%s%s", pk->root, *rel ? "/" : "", rel);
     int n = scandir(path, &names, not_dots, by_name);
     if (n < 0) {
-        set_err(pk->err, pk->errlen, "cannot read the folder %s: %s", path, strerror(errno));
+        luray_set_err(pk->err, pk->errlen, "cannot read the folder %s: %s", path, strerror(errno));
         return LURAY_EIO;
     }
     int rc = 0;
@@ -173,13 +161,13 @@ static int pack_tree(packer_t *pk, const char *rel)
             continue;
         if (snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", names[i]->d_name) >=
             (int)sizeof(child)) {
-            set_err(pk->err, pk->errlen, "path too long in %s: %s", path, names[i]->d_name);
+            luray_set_err(pk->err, pk->errlen, "path too long in %s: %s", path, names[i]->d_name);
             rc = LURAY_EINVAL;
             break;
         }
         rc = pack_entry(pk, child);
         if (rc == 0 && pk->buf.err) {
-            set_err(pk->err, pk->errlen, "out of memory packing %s", path);
+            luray_set_err(pk->err, pk->errlen, "out of memory packing %s", path);
             rc = LURAY_ENOMEM;
         }
     }
@@ -194,15 +182,15 @@ int luray_pack_dir(const char *dir, uint64_t limit, uint8_t **out, size_t *len, 
 {
     struct stat st;
     if (!dir || !*dir) {
-        set_err(err, errlen, "no folder to pack");
+        luray_set_err(err, errlen, "no folder to pack");
         return LURAY_EINVAL;
     }
     if (stat(dir, &st) != 0) {
-        set_err(err, errlen, "cannot pack %s: %s", dir, strerror(errno));
+        luray_set_err(err, errlen, "cannot pack %s: %s", dir, strerror(errno));
         return LURAY_EINVAL;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "cannot pack %s: not a folder", dir);
+        luray_set_err(err, errlen, "cannot pack %s: not a folder", dir);
         return LURAY_EINVAL;
     }
     packer_t pk = {.root = dir, .limit = limit ? limit : LURAY_PACK_DEFAULT_LIMIT, .err = err,
@@ -212,7 +200,7 @@ int luray_pack_dir(const char *dir, uint64_t limit, uint8_t **out, size_t *len, 
     luray_buf_put_u32(&pk.buf, 0);
     int rc = pack_tree(&pk, "");
     if (rc == 0 && pk.buf.err) {
-        set_err(err, errlen, "out of memory packing %s", dir);
+        luray_set_err(err, errlen, "out of memory packing %s", dir);
         rc = LURAY_ENOMEM;
     }
     if (rc) {
@@ -276,13 +264,13 @@ static int read_entry(luray_rd_t *r, uint32_t idx, entry_t *e, char *err, size_t
 {
     char shown[128];
     if (luray_rd_left(r) < 1 + 4) {
-        set_err(err, errlen, "truncated blob: entry %u of the pack is missing", idx + 1);
+        luray_set_err(err, errlen, "truncated blob: entry %u of the pack is missing", idx + 1);
         return LURAY_EPROTO;
     }
     e->type = luray_rd_u8(r);
     uint32_t plen = luray_rd_u32(r);
     if (plen >= sizeof(e->path) || plen > luray_rd_left(r)) {
-        set_err(err, errlen, "%s blob: entry %u has a path of %u bytes",
+        luray_set_err(err, errlen, "%s blob: entry %u has a path of %u bytes",
                 plen > luray_rd_left(r) ? "truncated" : "garbled", idx + 1, plen);
         return LURAY_EPROTO;
     }
@@ -290,33 +278,33 @@ static int read_entry(luray_rd_t *r, uint32_t idx, entry_t *e, char *err, size_t
     printable(shown, sizeof(shown), path, plen);
     const char *why = path_problem(path, plen);
     if (why) {
-        set_err(err, errlen, "refused entry %u (%s): %s", idx + 1, shown, why);
+        luray_set_err(err, errlen, "refused entry %u (%s): %s", idx + 1, shown, why);
         return LURAY_EPROTO;
     }
     memcpy(e->path, path, plen);
     e->path[plen] = '\0';
     if (luray_rd_left(r) < 4 + 8) {
-        set_err(err, errlen, "truncated blob: entry %u (%s) ends in its header", idx + 1, shown);
+        luray_set_err(err, errlen, "truncated blob: entry %u (%s) ends in its header", idx + 1, shown);
         return LURAY_EPROTO;
     }
     e->mode = luray_rd_u32(r);
     e->size = luray_rd_u64(r);
     if (e->type == LURAY_PACK_SYMLINK) {
-        set_err(err, errlen, "refused entry %u (%s): a symbolic link", idx + 1, shown);
+        luray_set_err(err, errlen, "refused entry %u (%s): a symbolic link", idx + 1, shown);
         return LURAY_EPROTO;
     }
     if (e->type != LURAY_PACK_FILE && e->type != LURAY_PACK_DIR) {
-        set_err(err, errlen, "refused entry %u (%s): type %u is neither a file nor a folder",
+        luray_set_err(err, errlen, "refused entry %u (%s): type %u is neither a file nor a folder",
                 idx + 1, shown, e->type);
         return LURAY_EPROTO;
     }
     if ((e->mode & ~0777u) != 0 || (e->type == LURAY_PACK_DIR && e->size != 0)) {
-        set_err(err, errlen, "garbled blob: entry %u (%s) has mode %o and size %llu", idx + 1,
+        luray_set_err(err, errlen, "garbled blob: entry %u (%s) has mode %o and size %llu", idx + 1,
                 shown, e->mode, (unsigned long long)e->size);
         return LURAY_EPROTO;
     }
     if (e->size > luray_rd_left(r)) {
-        set_err(err, errlen, "truncated blob: entry %u (%s) needs %llu bytes, %zu are left",
+        luray_set_err(err, errlen, "truncated blob: entry %u (%s) needs %llu bytes, %zu are left",
                 idx + 1, shown, (unsigned long long)e->size, luray_rd_left(r));
         return LURAY_EPROTO;
     }
@@ -338,7 +326,7 @@ static int open_parent(int root, entry_t *e, const char **last, char *err, size_
         *slash = '/';
         close(fd);
         if (next < 0) {
-            set_err(err, errlen, "refused entry %s: its folder %.*s %s", e->path,
+            luray_set_err(err, errlen, "refused entry %s: its folder %.*s %s", e->path,
                     (int)(slash - e->path), e->path,
                     saved == ENOENT ? "is not in the blob before it"
                                     : "is a link or not a folder");
@@ -348,7 +336,7 @@ static int open_parent(int root, entry_t *e, const char **last, char *err, size_
         p = slash + 1;
     }
     if (fd < 0) {
-        set_err(err, errlen, "cannot open the target folder: %s", strerror(errno));
+        luray_set_err(err, errlen, "cannot open the target folder: %s", strerror(errno));
         return LURAY_EIO;
     }
     *last = p;
@@ -374,7 +362,7 @@ static int create_file(int dirfd, const char *name, entry_t *e, char *err, size_
     int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         bool twice = errno == EEXIST;
-        set_err(err, errlen, "%s entry %s: %s", twice ? "refused" : "cannot create", e->path,
+        luray_set_err(err, errlen, "%s entry %s: %s", twice ? "refused" : "cannot create", e->path,
                 twice ? "it appears twice in the blob" : strerror(errno));
         return twice ? LURAY_EPROTO : LURAY_EIO;
     }
@@ -382,9 +370,9 @@ static int create_file(int dirfd, const char *name, entry_t *e, char *err, size_
     if (rc == 0 && fchmod(fd, e->mode & 0755) != 0)
         rc = LURAY_EIO;
     if (rc)
-        set_err(err, errlen, "cannot write %s: %s", e->path, strerror(errno));
+        luray_set_err(err, errlen, "cannot write %s: %s", e->path, strerror(errno));
     if (close(fd) != 0 && rc == 0) {
-        set_err(err, errlen, "cannot write %s: %s", e->path, strerror(errno));
+        luray_set_err(err, errlen, "cannot write %s: %s", e->path, strerror(errno));
         rc = LURAY_EIO;
     }
     return rc;
@@ -401,7 +389,7 @@ static int create_entry(int root, entry_t *e, char *err, size_t errlen)
         rc = create_file(dirfd, name, e, err, errlen);
     } else if (mkdirat(dirfd, name, (e->mode & 0755) | 0700) != 0) {
         bool twice = errno == EEXIST;
-        set_err(err, errlen, "%s entry %s: %s", twice ? "refused" : "cannot create", e->path,
+        luray_set_err(err, errlen, "%s entry %s: %s", twice ? "refused" : "cannot create", e->path,
                 twice ? "it appears twice in the blob" : strerror(errno));
         rc = twice ? LURAY_EPROTO : LURAY_EIO;
     }
@@ -444,13 +432,13 @@ static int open_target(const char *target, bool *made, char *err, size_t errlen)
 {
     *made = mkdir(target, 0700) == 0;
     if (!*made && (errno != EEXIST || !dir_is_empty(target))) {
-        set_err(err, errlen, "cannot unpack into %s: %s", target,
+        luray_set_err(err, errlen, "cannot unpack into %s: %s", target,
                 errno == EEXIST ? "it exists and is not an empty folder" : strerror(errno));
         return errno == EEXIST ? LURAY_EEXIST : LURAY_EIO;
     }
     int fd = open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open %s: %s", target, strerror(errno));
+        luray_set_err(err, errlen, "cannot open %s: %s", target, strerror(errno));
         if (*made)
             rmdir(target);
         return LURAY_EIO;
@@ -462,7 +450,7 @@ static int unpack_entries(luray_rd_t *r, uint32_t count, int root, char *err, si
 {
     entry_t *e = malloc(sizeof(*e));
     if (!e) {
-        set_err(err, errlen, "out of memory");
+        luray_set_err(err, errlen, "out of memory");
         return LURAY_ENOMEM;
     }
     int rc = 0;
@@ -472,7 +460,7 @@ static int unpack_entries(luray_rd_t *r, uint32_t count, int root, char *err, si
             rc = create_entry(root, e, err, errlen);
     }
     if (rc == 0 && luray_rd_left(r) != 0) {
-        set_err(err, errlen, "garbled blob: %zu bytes follow its last entry", luray_rd_left(r));
+        luray_set_err(err, errlen, "garbled blob: %zu bytes follow its last entry", luray_rd_left(r));
         rc = LURAY_EPROTO;
     }
     free(e);
@@ -483,18 +471,18 @@ int luray_pack_unpack(const uint8_t *p, size_t len, const char *target_dir, char
                       size_t errlen)
 {
     if (len < 4 || memcmp(p, LURAY_PACK_MAGIC, 4) != 0) {
-        set_err(err, errlen, "not a packed folder (no " LURAY_PACK_MAGIC " header)");
+        luray_set_err(err, errlen, "not a packed folder (no " LURAY_PACK_MAGIC " header)");
         return LURAY_EPROTO;
     }
     if (len < HEADER_BYTES) {
-        set_err(err, errlen, "truncated blob: it ends in its header");
+        luray_set_err(err, errlen, "truncated blob: it ends in its header");
         return LURAY_EPROTO;
     }
     luray_rd_t r;
     luray_rd_init(&r, p + 4, len - 4);
     uint32_t count = luray_rd_u32(&r);
     if (count > luray_rd_left(&r) / ENTRY_MIN) {
-        set_err(err, errlen, "truncated or garbled blob: it claims %u entries in %zu bytes",
+        luray_set_err(err, errlen, "truncated or garbled blob: it claims %u entries in %zu bytes",
                 count, len);
         return LURAY_EPROTO;
     }

@@ -45,19 +45,6 @@ typedef struct {
     size_t n;
 } path_list_t;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A name becomes a file name and a module name: no '/', no '.', nothing surprising. */
 static bool valid_name(const char *name)
 {
@@ -161,7 +148,7 @@ static int find_plugin_file(const char *name, char **path, char *err, size_t err
     path_list_t pl;
     int rc = search_path(&pl);
     if (rc != 0) {
-        set_err(err, errlen, "plugin '%s': %s", name, luray_strerror(rc));
+        luray_set_err(err, errlen, "plugin '%s': %s", name, luray_strerror(rc));
         return rc;
     }
     rc = LURAY_ENOENT;
@@ -176,7 +163,7 @@ static int find_plugin_file(const char *name, char **path, char *err, size_t err
     }
     char dirs[1024];
     path_list_join(&pl, dirs, sizeof(dirs));
-    set_err(err, errlen, "plugin '%s' not found: no %s.so in LURAY_PLUGIN_PATH or the install "
+    luray_set_err(err, errlen, "plugin '%s' not found: no %s.so in LURAY_PLUGIN_PATH or the install "
             "folder (searched %s)", name, name, dirs);
 out:
     path_list_free(&pl);
@@ -190,7 +177,7 @@ static int plugin_check(void *handle, const char *path, const char *name,
 {
     void *sym = dlsym(handle, LURAY_PLUGIN_ENTRY_SYMBOL);
     if (sym == NULL) {
-        set_err(err, errlen, "plugin %s: no symbol %s", path, LURAY_PLUGIN_ENTRY_SYMBOL);
+        luray_set_err(err, errlen, "plugin %s: no symbol %s", path, LURAY_PLUGIN_ENTRY_SYMBOL);
         return LURAY_EABI;
     }
     luray_plugin_entry_fn entry;
@@ -199,25 +186,25 @@ static int plugin_check(void *handle, const char *path, const char *name,
     const luray_plugin_t *desc = entry();
     *out = desc;
     if (desc == NULL) {
-        set_err(err, errlen, "plugin %s: %s returned no description", path,
+        luray_set_err(err, errlen, "plugin %s: %s returned no description", path,
                 LURAY_PLUGIN_ENTRY_SYMBOL);
         return LURAY_EABI;
     }
     if (desc->abi != LURAY_PLUGIN_ABI) {
-        set_err(err, errlen,
+        luray_set_err(err, errlen,
                 "plugin %s: built for ABI %u, this luray has ABI %d; rebuild it against this "
                 "luray's include/luray/plugin.h", path, (unsigned)desc->abi, LURAY_PLUGIN_ABI);
         return LURAY_EABI;
     }
     if (desc->size < PLUGIN_V1_SIZE) {
-        set_err(err, errlen,
+        luray_set_err(err, errlen,
                 "plugin %s: its description is %u bytes, ABI %d needs at least %zu; rebuild it "
                 "against this luray's include/luray/plugin.h", path, (unsigned)desc->size,
                 LURAY_PLUGIN_ABI, (size_t)PLUGIN_V1_SIZE);
         return LURAY_EABI;
     }
     if (desc->name == NULL || strcmp(desc->name, name) != 0) {
-        set_err(err, errlen, "plugin %s: declares the name '%s' but its file is %s.so; the "
+        luray_set_err(err, errlen, "plugin %s: declares the name '%s' but its file is %s.so; the "
                 "names must match", path, desc->name ? desc->name : "(null)", name);
         return LURAY_EABI;
     }
@@ -248,7 +235,7 @@ static int load_locked(const char *name, plugin_rec_t **out, char *err, size_t e
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
         const char *why = dlerror();
-        set_err(err, errlen, "plugin %s: cannot load: %s", path, why ? why : "unknown error");
+        luray_set_err(err, errlen, "plugin %s: cannot load: %s", path, why ? why : "unknown error");
         rc = LURAY_EIO;
         goto err_free_path;
     }
@@ -257,14 +244,14 @@ static int load_locked(const char *name, plugin_rec_t **out, char *err, size_t e
         goto err_close;
     rec = calloc(1, sizeof(*rec));
     if (rec == NULL || (rec->name = strdup(name)) == NULL) {
-        set_err(err, errlen, "plugin %s: out of memory", path);
+        luray_set_err(err, errlen, "plugin %s: out of memory", path);
         rc = LURAY_ENOMEM;
         goto err_free_rec;
     }
     if (desc->init != NULL && (rc = desc->init(luray_host_api())) != 0) {
         if (rc > 0)
             rc = LURAY_ESTATE; /* a plugin bug, but still a failure */
-        set_err(err, errlen, "plugin %s: init failed: %s", path, luray_strerror(rc));
+        luray_set_err(err, errlen, "plugin %s: init failed: %s", path, luray_strerror(rc));
         goto err_free_rec;
     }
     rec->path = path;
@@ -297,7 +284,7 @@ static int register_in_state(lua_State *L, const plugin_rec_t *rec, char *err, s
         goto out;
     for (const luray_serializer_t *s = rec->desc->serializers; s && s->type_name; s++) {
         if ((rc = luray_ser_register(L, s)) != 0) {
-            set_err(err, errlen, "plugin %s: cannot register the serializer of %s: %s",
+            luray_set_err(err, errlen, "plugin %s: cannot register the serializer of %s: %s",
                     rec->path, s->type_name, luray_strerror(rc));
             goto out;
         }
@@ -312,7 +299,7 @@ out:
 int luray_plugin_load(lua_State *L, const char *name, char *err, size_t errlen)
 {
     if (name == NULL || !valid_name(name)) {
-        set_err(err, errlen, "plugin '%s': invalid name (letters, digits, '_' and '-' only)",
+        luray_set_err(err, errlen, "plugin '%s': invalid name (letters, digits, '_' and '-' only)",
                 name ? name : "(null)");
         return LURAY_EINVAL;
     }
@@ -418,7 +405,7 @@ static int scan_one(luray_plugin_info_t *info, const char *name, const char *pat
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
         const char *why = dlerror();
-        set_err(info->error, sizeof(info->error), "plugin %s: cannot load: %s", path,
+        luray_set_err(info->error, sizeof(info->error), "plugin %s: cannot load: %s", path,
                 why ? why : "unknown error");
         return 0;
     }

@@ -30,6 +30,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "errors_str.h"
 #include "errors.h"
 #include "log.h"
 
@@ -37,19 +38,6 @@
 /* A unix socket path holds 107 bytes; clients add "/c<pid>-<seq>.sock" (at most 38) to the dir. */
 #define SESSION_DIR_MAX 68
 #define NO_CLUSTER_HINT "(start one with 'luray start --head')"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void sleep_ms(int ms)
 {
@@ -324,30 +312,30 @@ int luray_session_spawn_node(const luray_node_opts_t *opts, bool detach, pid_t *
     int rc = 0;
 
     if (!opts || !opts->session_dir) {
-        set_err(err, errlen, "no session directory for the node");
+        luray_set_err(err, errlen, "no session directory for the node");
         return LURAY_EINVAL;
     }
     if (opts->exe) {
         snprintf(exe, sizeof(exe), "%s", opts->exe);
     } else if (self_exe(exe, sizeof(exe)) != 0) {
-        set_err(err, errlen, "cannot find the luray program (/proc/self/exe): %s", strerror(errno));
+        luray_set_err(err, errlen, "cannot find the luray program (/proc/self/exe): %s", strerror(errno));
         return LURAY_EIO;
     }
     snprintf(logpath, sizeof(logpath), "%s/logs/node.log", opts->session_dir);
     if (pipe2(fds, O_CLOEXEC) != 0) {
-        set_err(err, errlen, "cannot make a pipe: %s", strerror(errno));
+        luray_set_err(err, errlen, "cannot make a pipe: %s", strerror(errno));
         return LURAY_EIO;
     }
     null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0) {
-        set_err(err, errlen, "cannot open /dev/null: %s", strerror(errno));
+        luray_set_err(err, errlen, "cannot open /dev/null: %s", strerror(errno));
         rc = LURAY_EIO;
         goto err_pipe;
     }
     if (detach) {
         log_fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (log_fd < 0) {
-            set_err(err, errlen, "cannot open %s: %s", logpath, strerror(errno));
+            luray_set_err(err, errlen, "cannot open %s: %s", logpath, strerror(errno));
             rc = LURAY_EIO;
             goto err_null;
         }
@@ -402,7 +390,7 @@ int luray_session_spawn_node(const luray_node_opts_t *opts, bool detach, pid_t *
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        set_err(err, errlen, "cannot fork the node: %s", strerror(errno));
+        luray_set_err(err, errlen, "cannot fork the node: %s", strerror(errno));
         rc = LURAY_EIO;
         goto err_log;
     }
@@ -453,10 +441,10 @@ int luray_session_spawn_node(const luray_node_opts_t *opts, bool detach, pid_t *
     if (detach) {
         char line[512];
         last_line(logpath, line, sizeof(line));
-        set_err(err, errlen, "the node %s before it was ready (see %s%s%s)", why, logpath,
+        luray_set_err(err, errlen, "the node %s before it was ready (see %s%s%s)", why, logpath,
                 line[0] ? ": " : "", line);
     } else {
-        set_err(err, errlen, "the node %s before it was ready", why);
+        luray_set_err(err, errlen, "the node %s before it was ready", why);
     }
 
 err_log:
@@ -654,7 +642,7 @@ static bool host_is_local(const char *host, const char *node_host)
 }
 
 /* Splits "host:port" (the last ':' divides, so "[::1]:6380" and "::1:6380" work). */
-static int parse_address(const char *address, char *host, size_t hostlen, int *port)
+int luray_session_parse_address(const char *address, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(address, ':');
     if (!colon || colon == address || !colon[1])
@@ -687,13 +675,13 @@ int luray_session_find(const char *address, char *dir_out, size_t len, char *err
     char base[PATH_MAX], dir[PATH_MAX * 2];
     int rc = luray_session_base(base, sizeof(base));
     if (rc) {
-        set_err(err, errlen, "cannot use the session directory %s (see the message above)",
+        luray_set_err(err, errlen, "cannot use the session directory %s (see the message above)",
                 getenv("LURAY_TMPDIR") ? getenv("LURAY_TMPDIR") : LURAY_SESSION_BASE_DEFAULT);
         return rc;
     }
     if (!address || !*address || strcmp(address, "auto") == 0) {
         if (read_current(base, dir, sizeof(dir)) != 0 || !luray_session_alive(dir, NULL)) {
-            set_err(err, errlen, "no luray cluster is running on this machine " NO_CLUSTER_HINT);
+            luray_set_err(err, errlen, "no luray cluster is running on this machine " NO_CLUSTER_HINT);
             return LURAY_ENOENT;
         }
         if (snprintf(dir_out, len, "%s", dir) >= (int)len)
@@ -702,14 +690,14 @@ int luray_session_find(const char *address, char *dir_out, size_t len, char *err
     }
     char host[256];
     int port;
-    if (parse_address(address, host, sizeof(host), &port) != 0) {
-        set_err(err, errlen, "bad address '%s': expected HOST:PORT, such as 127.0.0.1:%d", address,
+    if (luray_session_parse_address(address, host, sizeof(host), &port) != 0) {
+        luray_set_err(err, errlen, "bad address '%s': expected HOST:PORT, such as 127.0.0.1:%d", address,
                 LURAY_DEFAULT_PORT);
         return LURAY_EINVAL;
     }
     DIR *d = opendir(base);
     if (!d) {
-        set_err(err, errlen, "cannot read %s: %s", base, strerror(errno));
+        luray_set_err(err, errlen, "cannot read %s: %s", base, strerror(errno));
         return LURAY_EIO;
     }
     /* Names sort by start time: of several live matches the newest wins. */
@@ -728,7 +716,7 @@ int luray_session_find(const char *address, char *dir_out, size_t len, char *err
     }
     closedir(d);
     if (!best[0]) {
-        set_err(err, errlen, "no luray cluster at %s " NO_CLUSTER_HINT, address);
+        luray_set_err(err, errlen, "no luray cluster at %s " NO_CLUSTER_HINT, address);
         return LURAY_ENOENT;
     }
     if (snprintf(dir_out, len, "%s/%s", base, best) >= (int)len)

@@ -84,6 +84,8 @@ uint64_t luray_session_default_store_memory(void);
 /* Parses a size: bytes ("512000000"), or a number with a unit: kB/MB/GB/TB (powers of 1000),
  * KiB/MiB/GiB/TiB or K/M/G/T (powers of 1024), B; case-insensitive, fractions allowed ("1.5GB"). */
 int luray_session_parse_size(const char *text, uint64_t *out);
+/* Splits "host:port" (the last ':' divides, so "[::1]:6380" works; brackets dropped). */
+int luray_session_parse_address(const char *address, char *host, size_t hostlen, int *port);
 
 /* The host other machines reach a node bound to `host` at: env LURAY_NODE_IP, else `host`, else
  * (0.0.0.0: every interface) this machine's first address that is not loopback. */
