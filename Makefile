@@ -33,6 +33,9 @@ LUALIB_SRC := $(shell find lualib -name '*.lua' 2>/dev/null)
 LUALIB_OUT := $(LUALIB_SRC:lualib/%=$(BUILD)/share/luray/lua/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Unit tests named test_<plugin>_*.c also link that plugin's C files that hold no Lua binding
+# (every plugins/<name>/*.c but lua_*.c).
+PLUGIN_C = $(filter-out plugins/$(1)/lua_%.c,$(wildcard plugins/$(1)/*.c))
 FIXTURE_SRC := $(wildcard tests/plugins/*.c)
 FIXTURE_SO := $(FIXTURE_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 
@@ -62,15 +65,18 @@ $(BIN): $(BUILD)/obj/core/main.o $(CORE_LIB)
 .SECONDEXPANSION:
 $(BUILD)/lib/luray/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $(wildcard include/luray/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fvisibility=hidden $(PKG_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS) $(shell pkg-config --libs lua5.4) -lm
+	$(CC) $(CFLAGS) -fvisibility=hidden $(PKG_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS) $(shell pkg-config --libs lua5.4) $(PLUGIN_LIBS_$*) -lm
+
+# Libraries a plugin links besides Lua, by plugin name.
+PLUGIN_LIBS_data = $(shell pkg-config --libs libcjson 2>/dev/null)
 
 $(BUILD)/share/luray/lua/%: lualib/%
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-$(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB) $$(call PLUGIN_C,$$(word 2,$$(subst _, ,$$*)))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(CORE_LIB) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iplugins -o $@ $(filter %.c,$^) $(CORE_LIB) $(LDFLAGS) $(LIBS) -lcmocka
 
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c $(wildcard include/luray/*.h)
 	@mkdir -p $(dir $@)
@@ -81,10 +87,10 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CORE := $(filter-out core/main.c core/repl.c,$(wildcard core/*.c))
 fuzz: $(FUZZ_BIN)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE) $(call PLUGIN_C,data)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Iinclude \
-		$(PKG_CFLAGS) -o $@ $^ $(LIBS)
+		-Iplugins $(PKG_CFLAGS) -o $@ $^ $(LIBS)
 
 unit: $(UNIT_BIN) $(FIXTURE_SO)
 

@@ -2,6 +2,7 @@
  * Fields are only ever appended; see docs/abi.md. */
 #include "errors_str.h"
 #include "log.h"
+#include "lua_tensor.h"
 #include "serialize.h"
 
 static const luray_host_api_t host_api = {
@@ -16,6 +17,11 @@ static const luray_host_api_t host_api = {
     .ser_buffer_count = luray_ser_reader_buffer_count,
     .ser_buffer = luray_ser_reader_buffer,
     .ser_push_keeper = luray_ser_reader_push_keeper,
+    .tensor_push = luray_lua_tensor_push,
+    .tensor_test = luray_lua_tensor_test,
+    .tensor_init = luray_tensor_init,
+    .tensor_init_data = luray_tensor_init_data,
+    .dtype_size = luray_dtype_size,
 };
 
 const luray_host_api_t *luray_host_api(void)

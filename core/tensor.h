@@ -7,17 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LURAY_TENSOR_MAX_DIMS 8
+#include "luray/tensor.h"
 
-typedef enum {
-    LURAY_DTYPE_FLOAT32,
-    LURAY_DTYPE_FLOAT64,
-    LURAY_DTYPE_INT32,
-    LURAY_DTYPE_INT64,
-    LURAY_DTYPE_UINT8,
-    LURAY_DTYPE_BOOL,
-    LURAY_DTYPE_COUNT
-} luray_dtype_t;
 
 /* "float32", ...; NULL for an unknown dtype. */
 const char *luray_dtype_name(int dtype);
@@ -27,17 +18,6 @@ size_t luray_dtype_size(int dtype);
 int luray_dtype_parse(const char *name, int *dtype);
 bool luray_dtype_is_float(int dtype);
 
-/* A refcounted block of tensor memory: heap-owned, or borrowed with a release hook. */
-typedef struct luray_tbuf luray_tbuf_t;
-typedef void (*luray_tbuf_release_fn)(void *ctx, void *data);
-
-struct luray_tbuf {
-    long refs; /* tensors share buffers within one thread; not atomic */
-    void *data;
-    size_t nbytes;
-    luray_tbuf_release_fn release; /* NULL: data is ours to free() */
-    void *ctx;
-};
 
 /* A heap buffer of nbytes (zeroed if `zero`), one reference. NULL when out of memory. */
 luray_tbuf_t *luray_tbuf_new(size_t nbytes, bool zero);
@@ -48,16 +28,6 @@ void luray_tbuf_retain(luray_tbuf_t *b);
 /* Drops one reference; NULL is a no-op. */
 void luray_tbuf_release(luray_tbuf_t *b);
 
-typedef struct {
-    int dtype;
-    int ndim;
-    int64_t shape[LURAY_TENSOR_MAX_DIMS];
-    int64_t strides[LURAY_TENSOR_MAX_DIMS]; /* in elements */
-    void *data;
-    size_t nbytes; /* numel * element size */
-    luray_tbuf_t *buf; /* one reference held; NULL when something else keeps data alive */
-    bool readonly;
-} luray_tensor_t;
 
 /* Number of elements of a shape; LURAY_EINVAL for negative dims, LURAY_ETOOBIG on overflow. */
 int luray_shape_numel(int ndim, const int64_t *shape, int64_t *numel);

@@ -14,6 +14,7 @@
 #include <lua.h>
 
 #include "luray/errors.h"
+#include "luray/tensor.h"
 
 #define LURAY_PLUGIN_ABI 1
 
@@ -64,6 +65,23 @@ struct luray_host_api {
      * pointer into the buffer. */
     const void *(*ser_buffer)(luray_ser_reader_t *r, size_t i, size_t *len);
     void (*ser_push_keeper)(lua_State *L, luray_ser_reader_t *r);
+
+    /* --- added after version 1's first release: check `size` before use (docs/abi.md) --- */
+
+    /* Tensors (include/luray/tensor.h): the one dense array type, shared with the core. */
+    /* Pushes a new, closed tensor userdata ("luray.Tensor") with one user value slot for a
+     * keeper: fill it with tensor_init or tensor_init_data. Raises a Lua error on no memory. */
+    luray_tensor_t *(*tensor_push)(lua_State *L);
+    /* The tensor at idx, or NULL when the value is not a tensor. */
+    luray_tensor_t *(*tensor_test)(lua_State *L, int idx);
+    /* A new contiguous tensor with its own buffer (zeroed if `zero`); 0 or a LURAY_E* code. */
+    int (*tensor_init)(luray_tensor_t *t, int dtype, int ndim, const int64_t *shape, bool zero);
+    /* A contiguous tensor over existing memory of exactly the shape's size; buf may be NULL (then
+     * keep the memory alive by storing its owner as the tensor's user value 1). */
+    int (*tensor_init_data)(luray_tensor_t *t, int dtype, int ndim, const int64_t *shape,
+                            void *data, size_t nbytes, luray_tbuf_t *buf, bool readonly);
+    /* Bytes per element of a dtype; 0 for an unknown one. */
+    size_t (*dtype_size)(int dtype);
 };
 
 typedef struct {
