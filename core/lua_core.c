@@ -123,6 +123,8 @@ static luray_node_thread_t *g_node_thread; /* the embedded node, when it runs he
 static int ref_encode(const luray_host_api_t *host, lua_State *L, int idx, luray_ser_writer_t *w)
 {
     ref_t *r = luaL_checkudata(L, idx, REF_MT);
+    if (!r->ctx)
+        return LURAY_ESTATE; /* released with ref:release(): it no longer holds its object */
     luray_buf_t b;
     luray_buf_init(&b);
     luray_proto_put_id(&b, r->id);
@@ -572,6 +574,8 @@ static luray_oid_t check_ref(lua_State *L, int idx)
     ref_t *r = luaL_testudata(L, idx, REF_MT);
     if (!r)
         luaL_error(L, "expected an ObjectRef, got %s", luaL_typename(L, idx));
+    if (!r->ctx)
+        luaL_error(L, "this ObjectRef was released (ref:release())");
     return r->id;
 }
 
@@ -744,8 +748,11 @@ static int l_get(lua_State *L)
         for (uint32_t i = 0; i < n; i++) {
             lua_rawgeti(L, 1, (lua_Integer)i + 1);
             ref_t *r = luaL_testudata(L, -1, REF_MT);
-            if (!r) {
+            if (!r || !r->ctx) {
                 free(ids);
+                if (r)
+                    return luaL_error(L, "luray.get: element %d of the list was released",
+                                      (int)i + 1);
                 return luaL_error(L, "luray.get: element %d of the list is a %s, not an ObjectRef",
                                   (int)i + 1, luaL_typename(L, -1));
             }
@@ -827,8 +834,10 @@ static int l_wait(lua_State *L)
     for (uint32_t i = 0; i < n; i++) {
         lua_rawgeti(L, 1, (lua_Integer)i + 1);
         ref_t *r = luaL_testudata(L, -1, REF_MT);
-        if (!r) {
+        if (!r || !r->ctx) {
             free(ids);
+            if (r)
+                return luaL_error(L, "luray.wait: element %d of the list was released", (int)i + 1);
             return luaL_error(L, "luray.wait: element %d of the list is a %s, not an ObjectRef",
                               (int)i + 1, luaL_typename(L, -1));
         }
@@ -1779,6 +1788,8 @@ static int luaopen_luray_core(lua_State *L)
     luaL_newmetatable(L, REF_MT);
     lua_pushcfunction(L, l_ref_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_ref_gc);
+    lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, l_ref_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, l_ref_eq);
@@ -1786,6 +1797,10 @@ static int luaopen_luray_core(lua_State *L)
     lua_newtable(L);
     lua_pushcfunction(L, l_ref_hex);
     lua_setfield(L, -2, "hex");
+    /* Drops this handle's reference now instead of at collection: streaming code releases
+     * blocks it is done with so the store frees them at once. */
+    lua_pushcfunction(L, l_ref_gc);
+    lua_setfield(L, -2, "release");
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, HANDLE_MT);

@@ -165,4 +165,19 @@ t.test("a dropped ref's object is freed", function()
     t.truthy(luray._info().objects < before + 10)
 end)
 
+t.test("ref:release() frees the object at once, and a released ref says so", function()
+    local before = luray._info().objects
+    local refs = {}
+    for i = 1, 100 do refs[i] = luray.put(luray.zeros({1000}, "float64")) end
+    t.truthy(luray._info().objects >= before + 100)
+    for i = 1, 100 do refs[i]:release() end
+    refs[1]:release() -- a second release is a no-op
+    luray.get(luray.put(0))
+    luray.sleep(0.05)
+    t.truthy(luray._info().objects < before + 10) -- no collectgarbage: release alone freed them
+    t.raises(function() luray.get(refs[1]) end, "released")
+    t.raises(function() luray.get({refs[2]}) end, "released")
+    t.raises(function() luray.put({refs[3]}) end, "")
+end)
+
 t.done()
