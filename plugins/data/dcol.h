@@ -25,7 +25,7 @@ typedef struct {
     int ndim;                      /* DCOL_TENSOR: dims of one row */
     int64_t shape[DCOL_MAX_DIMS];  /* DCOL_TENSOR: shape of one row */
     void *data;                    /* values; DCOL_STRING: the bytes */
-    int64_t *offsets;              /* DCOL_STRING: len + 1 entries, offsets[0] == 0 */
+    int64_t *offsets;              /* DCOL_STRING: len + 1 entries; a slice view may start past 0 */
     size_t nbytes;                 /* bytes at data */
     void *owned_data;              /* malloc'd memory the column frees, or NULL (borrowed) */
     void *owned_offsets;

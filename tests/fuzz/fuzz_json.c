@@ -1,0 +1,334 @@
+/* libFuzzer target: arbitrary bytes as a JSON Lines text, read through the in-memory entry points
+ * (json_infer_text, json_read_text). The first 5 bytes pick the sample size and two range cuts.
+ * Nothing may crash, leak or read outside the input; every failure carries a message; a text that
+ * reads whole reads exactly the same rows in three ranges (a raw newline always ends a line in
+ * JSON Lines); cJSON, parsing each line on its own, agrees with every value read; and (when the
+ * first byte has bit 7 set, as files make it slow) what reads whole, written by data_write_json,
+ * reads back the same (floats bit for bit, NaN and infinities as NaN, valid UTF-8 byte for byte). */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "data/csv_read.h"
+#include "data/dcol.h"
+#include "data/json_read.h"
+#include "data/write.h"
+
+static void dump_bytes(const char *s, size_t n, char **buf, size_t *len, size_t *cap)
+{
+    while (*len + n + 24 > *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        *buf = realloc(*buf, *cap);
+        if (*buf == NULL)
+            abort();
+    }
+    *len += (size_t)snprintf(*buf + *len, 24, "%zu:", n);
+    memcpy(*buf + *len, s, n);
+    *len += n;
+}
+
+/* Every value, length-prefixed; numbers in one form whatever their column type. */
+static void dump_rows(const dcol_t *cols, int ncols, char **buf, size_t *len, size_t *cap)
+{
+    char num[48];
+    for (int64_t i = 0; i < cols[0].len; i++)
+        for (int c = 0; c < ncols; c++) {
+            const dcol_t *col = &cols[c];
+            size_t n;
+            if (col->type == DCOL_STRING) {
+                const char *s = dcol_str(col, i, &n);
+                dump_bytes(s, n, buf, len, cap);
+                continue;
+            }
+            if (col->type == DCOL_TENSOR) {
+                size_t per = dcol_value_size(col) / sizeof(float);
+                for (size_t k = 0; k < per; k++) {
+                    n = (size_t)snprintf(num, sizeof(num), "%.9g",
+                                         (double)((const float *)col->data)[(size_t)i * per + k]);
+                    dump_bytes(num, n, buf, len, cap);
+                }
+                continue;
+            }
+            double v = col->type == DCOL_INT64   ? (double)((const int64_t *)col->data)[i]
+                       : col->type == DCOL_BOOL ? ((const uint8_t *)col->data)[i]
+                                                : ((const double *)col->data)[i];
+            n = (size_t)snprintf(num, sizeof(num), "%.17g", v);
+            dump_bytes(num, n, buf, len, cap);
+        }
+}
+
+static void free_cols(dcol_t *cols, int n)
+{
+    for (int c = 0; c < n; c++)
+        dcol_free(&cols[c]);
+}
+
+/* cJSON differs from JSON on purpose in two corners: it refuses lone surrogate escapes (the reader
+ * makes them U+FFFD) and numbers longer than 63 bytes. Lines with either are not compared. */
+static bool comparable(const char *s, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n && s[i + 1] == 'u')
+            return false;
+        run = strchr("0123456789+-.eE", s[i]) != NULL && s[i] != '\0' ? run + 1 : 0;
+        if (run >= 60)
+            return false;
+    }
+    return true;
+}
+
+/* Row `row` of cols against cJSON's reading of the same line. */
+static void compare_line(const char *line, size_t n, const data_schema_t *s, const dcol_t *cols,
+                         int64_t row)
+{
+    cJSON *obj = cJSON_ParseWithLength(line, n);
+    if (obj == NULL || !cJSON_IsObject(obj))
+        abort(); /* the reader took a line cJSON refuses */
+    for (int c = 0; c < s->ncols; c++) {
+        const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, s->names[c]);
+        const dcol_t *col = &cols[c];
+        switch (col->type) {
+        case DCOL_INT64:
+            if (!cJSON_IsNumber(item) ||
+                item->valuedouble != (double)((const int64_t *)col->data)[row])
+                abort();
+            break;
+        case DCOL_FLOAT64: {
+            double v = ((const double *)col->data)[row];
+            if (cJSON_IsNumber(item) ? item->valuedouble != v : !isnan(v))
+                abort();
+            break;
+        }
+        case DCOL_BOOL:
+            if (!cJSON_IsBool(item) || cJSON_IsTrue(item) != ((const uint8_t *)col->data)[row])
+                abort();
+            break;
+        case DCOL_STRING: {
+            size_t len;
+            const char *v = dcol_str(col, row, &len);
+            if (!cJSON_IsString(item) || strlen(item->valuestring) != len ||
+                memcmp(item->valuestring, v, len) != 0)
+                abort();
+            break;
+        }
+        default:
+            if (!cJSON_IsArray(item))
+                abort();
+            break;
+        }
+    }
+    cJSON_Delete(obj);
+}
+
+/* Walks the lines of t as the reader does, comparing each object line with cJSON. */
+static void compare_all(const data_text_t *t, const data_schema_t *s, const dcol_t *cols)
+{
+    int64_t row = 0;
+    size_t pos = 0;
+    while (pos < t->size) {
+        const char *nl = memchr(t->data + pos, '\n', t->size - pos);
+        size_t eol = nl != NULL ? (size_t)(nl - t->data) : t->size;
+        const char *line = t->data + pos;
+        size_t n = eol - pos, k = 0;
+        if (pos == 0 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
+            k = 3;
+        while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
+            k++;
+        if (k < n) {
+            if (comparable(line, n))
+                compare_line(line, n, s, cols, row);
+            row++;
+        }
+        pos = eol + 1;
+    }
+    if (row != cols[0].len)
+        abort();
+}
+
+/* A scratch file for the write-back check, in a folder removed at exit. */
+static char scratch_dir[64], scratch_path[96];
+
+static void remove_scratch(void)
+{
+    char tmp[104];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", scratch_path);
+    unlink(tmp);
+    unlink(scratch_path);
+    rmdir(scratch_dir);
+}
+
+static const char *scratch_file(void)
+{
+    if (scratch_dir[0] == '\0') {
+        snprintf(scratch_dir, sizeof(scratch_dir), "/tmp/fuzz_json.XXXXXX");
+        if (mkdtemp(scratch_dir) == NULL)
+            abort();
+        snprintf(scratch_path, sizeof(scratch_path), "%s/out.jsonl", scratch_dir);
+        atexit(remove_scratch);
+    }
+    return scratch_path;
+}
+
+static bool valid_utf8(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                                   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (len == 0 || n - i < len)
+            return false;
+        if (len > 1) {
+            unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+            unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+            if (s[i + 1] < lo || s[i + 1] > hi)
+                return false;
+            for (size_t k = 2; k < len; k++)
+                if ((s[i + k] & 0xC0) != 0x80)
+                    return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+static bool same_double(double a, double b)
+{
+    if (!isfinite(a))
+        return isnan(b);
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/* Writes the columns read and reads the file back with their types: every value must agree. */
+static void write_back(const data_schema_t *s, const dcol_t *cols)
+{
+    const dcol_t **in = malloc((size_t)s->ncols * sizeof(*in));
+    dcol_t *back = calloc((size_t)s->ncols, sizeof(dcol_t));
+    data_schema_t rs;
+    if (in == NULL || back == NULL || data_schema_init(&rs, s->ncols) != 0)
+        abort();
+    for (int c = 0; c < s->ncols; c++) {
+        in[c] = &cols[c];
+        rs.types[c] = cols[c].type;
+        rs.ndims[c] = cols[c].ndim;
+        memcpy(&rs.shapes[(size_t)c * DCOL_MAX_DIMS], cols[c].shape, sizeof(cols[c].shape));
+        if (data_schema_set_name(&rs, c, s->names[c], strlen(s->names[c])) != 0)
+            abort();
+    }
+    int64_t bytes;
+    char err[512];
+    const char *path = scratch_file();
+    if (data_write_json(path, s->ncols, (const char *const *)s->names, in, &bytes, err,
+                        sizeof(err)) != 0 ||
+        json_read_file(path, 0, bytes, &rs, back, err, sizeof(err)) != 0)
+        abort();
+    for (int c = 0; c < s->ncols; c++) {
+        const dcol_t *a = &cols[c], *b = &back[c];
+        if (a->type != b->type || a->len != b->len)
+            abort();
+        for (int64_t i = 0; i < a->len; i++) {
+            size_t la, lb;
+            switch (a->type) {
+            case DCOL_FLOAT64:
+                if (!same_double(((const double *)a->data)[i], ((const double *)b->data)[i]))
+                    abort();
+                break;
+            case DCOL_STRING: {
+                const char *sa = dcol_str(a, i, &la), *sb = dcol_str(b, i, &lb);
+                if (valid_utf8((const unsigned char *)sa, la) &&
+                    (la != lb || memcmp(sa, sb, la) != 0))
+                    abort();
+                break;
+            }
+            case DCOL_TENSOR: {
+                size_t per = dcol_value_size(a) / sizeof(float);
+                for (size_t k = 0; k < per; k++) {
+                    float fa = ((const float *)a->data)[(size_t)i * per + k];
+                    float fb = ((const float *)b->data)[(size_t)i * per + k];
+                    if (isfinite(fa) ? memcmp(&fa, &fb, sizeof(fa)) != 0 : !isnan(fb))
+                        abort();
+                }
+                break;
+            }
+            default:
+                break;
+            }
+        }
+        if (a->type == DCOL_INT64 || a->type == DCOL_BOOL)
+            if (a->nbytes != b->nbytes || memcmp(a->data, b->data, a->nbytes) != 0)
+                abort();
+    }
+    free_cols(back, s->ncols);
+    free(back);
+    free(in);
+    data_schema_close(&rs);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 5)
+        return 0;
+    int64_t infer_rows = 1 + (data[0] & 127);
+    unsigned cut1 = (unsigned)data[1] | (unsigned)data[2] << 8;
+    unsigned cut2 = (unsigned)data[3] | (unsigned)data[4] << 8;
+    data_text_t t = {"fuzz.jsonl", (const char *)data + 5, size - 5};
+
+    data_schema_t s;
+    char err[512] = "";
+    if (json_infer_text(&t, infer_rows, NULL, 0, &s, err, sizeof(err)) != 0) {
+        if (err[0] == '\0')
+            abort();
+        return 0;
+    }
+    dcol_t *cols = calloc((size_t)s.ncols, sizeof(dcol_t));
+    if (s.ncols < 1 || cols == NULL)
+        abort();
+    char *whole = NULL, *got = NULL;
+    size_t wlen = 0, wcap = 0, glen = 0, gcap = 0;
+    err[0] = '\0';
+    bool whole_ok = json_read_text(&t, 0, (int64_t)t.size, &s, cols, err, sizeof(err)) == 0;
+    if (!whole_ok && err[0] == '\0')
+        abort();
+    if (whole_ok) {
+        for (int c = 1; c < s.ncols; c++)
+            if (cols[c].len != cols[0].len)
+                abort();
+        compare_all(&t, &s, cols);
+        bool names_utf8 = true; /* the writer makes other names valid, then they differ */
+        for (int c = 0; c < s.ncols; c++)
+            names_utf8 &= valid_utf8((const unsigned char *)s.names[c], strlen(s.names[c]));
+        if ((data[0] & 128) && names_utf8)
+            write_back(&s, cols);
+        dump_rows(cols, s.ncols, &whole, &wlen, &wcap);
+        free_cols(cols, s.ncols);
+    }
+
+    size_t a = cut1 % (t.size + 1);
+    size_t b = a + cut2 % (t.size + 1 - a);
+    size_t cuts[4] = {0, a, b, t.size};
+    for (int k = 0; k < 3; k++) {
+        err[0] = '\0';
+        if (json_read_text(&t, (int64_t)cuts[k], (int64_t)cuts[k + 1], &s, cols, err,
+                           sizeof(err)) != 0) {
+            if (err[0] == '\0' || whole_ok)
+                abort();
+            continue;
+        }
+        dump_rows(cols, s.ncols, &got, &glen, &gcap);
+        free_cols(cols, s.ncols);
+    }
+    if (whole_ok && (glen != wlen || (wlen > 0 && memcmp(got, whole, wlen) != 0)))
+        abort();
+    free(whole);
+    free(got);
+    free(cols);
+    data_schema_close(&s);
+    return 0;
+}
