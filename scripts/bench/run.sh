@@ -3,7 +3,9 @@
 # cluster. Prints one JSON line per figure on stdout; progress and failures go to stderr.
 # Env: LURAY_BUILD (build dir, default build), LURAY_BENCH_NUM_CPUS (default 2),
 # LURAY_BENCH_SCALE (work multiplier, default 1), LURAY_BENCH_RUNS (timed runs, default 3),
-# LURAY_BENCH_TIMEOUT (seconds per group, default 300).
+# LURAY_BENCH_TIMEOUT (seconds per group, default 300), LURAY_BENCH_DATA_CSV (the Data group's
+# input, as gen_csv.lua writes it; default: one made here of 1,000,000 x LURAY_BENCH_SCALE rows),
+# LURAY_BENCH_STREAM_GB (the Data streaming run's input size, default 2).
 set -u -o pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,15 +44,19 @@ json_only() {
     done
 }
 
+# group_store (set for one call) overrides the store size of that run.
 luray_run() {
-    timeout -k 10 "$limit" "$bin" run --num-cpus "$cpus" --object-store-memory "$store" "$@"
+    timeout -k 10 "$limit" "$bin" run --num-cpus "$cpus" \
+        --object-store-memory "${group_store:-$store}" "$@"
 }
 
+# run_group NAME [ARGS]: runs NAME.lua with ARGS on its own embedded cluster.
 run_group() {
     local name=$1
-    log "== $name"
+    shift
+    log "== $name $*"
     local t0=$SECONDS
-    if ! luray_run "$here/$name.lua" | json_only; then
+    if ! luray_run "$here/$name.lua" "$@" | json_only; then
         local st=${PIPESTATUS[0]}
         if [ "$st" = 124 ] || [ "$st" = 137 ]; then
             log "$name FAILED: timed out after ${limit}s (LURAY_BENCH_TIMEOUT)"
@@ -105,6 +111,28 @@ run_group core_actors
 run_group core_objects
 
 run_group core_pg
+
+# The Data group (luray.data): the pipeline, parse and map_batches figures on the 1M-row CSV
+# that the peers read too, then the streaming run through a 1 GB store.
+log "== gen_csv"
+data_csv=${LURAY_BENCH_DATA_CSV:-}
+if [ -z "$data_csv" ]; then
+    data_csv=$tmp/data.csv
+    rows=$(awk -v s="${LURAY_BENCH_SCALE:-1}" \
+        'BEGIN { n = int(1000000 * s + 0.5); print (n < 1 ? 1 : n) }')
+    if ! "$bin" run "$here/gen_csv.lua" "$data_csv" "$rows"; then
+        log "gen_csv FAILED"
+        data_csv=
+    fi
+fi
+if [ -n "$data_csv" ]; then
+    mkdir -p "$tmp/data"
+    run_group data "$data_csv" "$tmp/data"
+    group_store=1000000000 run_group data stream "$data_csv" "$tmp/data"
+    rm -rf "$tmp/data"
+else
+    failed+=(data)
+fi
 
 # The multi-node rows, on a three-node cluster of their own (cluster.sh starts and stops it).
 log "== cluster.sh"

@@ -59,7 +59,11 @@ function B.emit(name, value, unit, runs, extra)
     table.sort(keys)
     for _, k in ipairs(keys) do
         local v = extra[k]
-        parts[#parts + 1] = str(k) .. ": " .. (type(v) == "number" and num(v) or str(v))
+        local text
+        if type(v) == "number" then text = num(v)
+        elseif type(v) == "boolean" then text = tostring(v)
+        else text = str(v) end
+        parts[#parts + 1] = str(k) .. ": " .. text
     end
     io.stdout:write("{" .. table.concat(parts, ", ") .. "}\n")
     io.stdout:flush()

@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
-# `make bench-peers`: runs luray's core benchmarks (../run.sh) and the same workloads on Ray
-# (ray_micro.py, ray_multinode.py) on this machine, then prints a table: name, luray, ray, ratio (luray/ray).
-# Usage: run.sh [FILE]  -- FILE receives every JSON line of both sides.
+# `make bench-peers`: runs luray's benchmarks (../run.sh) and the same workloads on Ray
+# (ray_micro.py, ray_multinode.py, data_ray.py), pandas (data_pandas.py) and Dask (data_dask.py)
+# on this machine, then prints a table: name, luray, ray, ratio (luray/ray), and one for the
+# other peers. The Data figures of every side read one CSV, made once by ../gen_csv.lua.
+# Usage: run.sh [FILE]  -- FILE receives every JSON line of every side.
 set -u -o pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${LURAY_BUILD:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
 out=${1:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 log() { echo "[bench-peers] $*" >&2; }
 status=0
 
+# The Data input, shared by every side: 1,000,000 x LURAY_BENCH_SCALE rows.
+data_csv=$tmp/data.csv
+rows=$(awk -v s="${LURAY_BENCH_SCALE:-1}" \
+    'BEGIN { n = int(1000000 * s + 0.5); print (n < 1 ? 1 : n) }')
+log "gen_csv: $rows rows"
+if LURAY_TMPDIR=$tmp/gen "$build/bin/luray" run "$here/../gen_csv.lua" "$data_csv" "$rows"; then
+    export LURAY_BENCH_DATA_CSV=$data_csv
+else
+    log "gen_csv failed: the Data rows stay empty"
+    data_csv=
+    status=1
+fi
+
 log "luray: scripts/bench/run.sh"
 t0=$SECONDS
 "$here/../run.sh" > "$tmp/luray.jsonl" || { log "luray bench reported failures"; status=1; }
 log "luray side took $((SECONDS - t0))s"
 
+# The Data peers (Ray Data too) need pandas and pyarrow.
+if [ -n "$data_csv" ] && ! python3 -c "import pandas, pyarrow, dask.dataframe" 2>/dev/null; then
+    log "installing the Data peers' packages (pandas, dask, distributed, pyarrow) with pip"
+    python3 -m pip install --quiet pandas "dask[dataframe]" distributed pyarrow >&2 || true
+fi
 if ! python3 -c "import ray, numpy" 2>/dev/null; then
     log "installing the Ray peer's Python packages (ray, numpy) with pip"
     python3 -m pip install --quiet ray numpy >&2 || true
@@ -32,12 +55,36 @@ if python3 -c "import ray, numpy" 2>/dev/null; then
     timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/ray_multinode.py" >> "$tmp/ray.jsonl" \
         || { log "ray multi-node bench reported failures"; status=1; }
     log "ray multi-node side took $((SECONDS - t0))s"
+    if [ -n "$data_csv" ]; then
+        log "ray: scripts/bench/peers/data_ray.py"
+        t0=$SECONDS
+        timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/data_ray.py" "$data_csv" \
+            >> "$tmp/ray.jsonl" || { log "ray data bench reported failures"; status=1; }
+        log "ray data side took $((SECONDS - t0))s"
+    fi
 else
     log "ray or numpy is missing and could not be installed: the Ray column stays empty"
     : > "$tmp/ray.jsonl"
 fi
 
-cat "$tmp/luray.jsonl" "$tmp/ray.jsonl" > "$tmp/all.jsonl"
+: > "$tmp/others.jsonl"
+if [ -n "$data_csv" ]; then
+    for peer in pandas dask; do
+        mod=$peer
+        [ "$peer" = dask ] && mod=dask.dataframe
+        if python3 -c "import $mod, pyarrow" 2>/dev/null; then
+            log "$peer: scripts/bench/peers/data_$peer.py"
+            t0=$SECONDS
+            timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/data_$peer.py" "$data_csv" \
+                >> "$tmp/others.jsonl" || { log "$peer bench reported failures"; status=1; }
+            log "$peer side took $((SECONDS - t0))s"
+        else
+            log "$peer is missing and could not be installed: its rows stay empty"
+        fi
+    done
+fi
+
+cat "$tmp/luray.jsonl" "$tmp/ray.jsonl" "$tmp/others.jsonl" > "$tmp/all.jsonl"
 [ -n "$out" ] && cp "$tmp/all.jsonl" "$out"
 
 python3 - "$tmp/all.jsonl" <<'PY'
@@ -49,7 +96,9 @@ CANON = ["memcpy_gigabytes", "single_client_tasks_sync", "single_client_tasks_as
          "single_client_get_calls", "single_client_put_gigabytes", "single_client_get_gigabytes",
          "single_client_wait_1k_refs", "placement_group_create_removal", "cold_run_seconds",
          "idle_node_rss_mb", "idle_worker_rss_mb", "multi_node_tasks_async",
-         "object_transfer_gigabytes", "node_death_detection_seconds"]
+         "object_transfer_gigabytes", "node_death_detection_seconds", "csv_pipeline_seconds",
+         "csv_parse_mb_per_s", "map_batches_mb_per_s", "data_streaming_peak_rss_mb"]
+OTHERS = ["pandas", "dask"]
 rows, seen = {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
@@ -60,18 +109,32 @@ for line in open(sys.argv[1]):
     if name not in rows:
         rows[name] = {}
         seen.append(name)
-    side = "ray" if rec.get("system") == "ray" else "luray"
+    system = rec.get("system")
+    side = system if system in ["ray"] + OTHERS else "luray"
     rows[name][side] = rec.get("value")
     rows[name]["unit"] = rec.get("unit", "")
 order = [n for n in CANON if n in rows] + [n for n in seen if n not in CANON]
 def fmt(v):
     return "-" if v is None else "%.4g" % v
+def ratio(l, y):
+    return "%.3g" % (l / y) if l is not None and y else "-"
 print("%-32s %12s %12s %9s  %s" % ("name", "luray", "ray", "ratio", "unit"))
 for name in order:
     r = rows[name]
+    if "luray" not in r and "ray" not in r:
+        continue
     l, y = r.get("luray"), r.get("ray")
-    ratio = "%.3g" % (l / y) if l is not None and y else "-"
-    print("%-32s %12s %12s %9s  %s" % (name, fmt(l), fmt(y), ratio, r["unit"]))
+    print("%-32s %12s %12s %9s  %s" % (name, fmt(l), fmt(y), ratio(l, y), r["unit"]))
 print("ratio = luray/ray: above 1 is better for rates (/s), below 1 is better for s and MB")
+others = [(name, peer) for name in order for peer in OTHERS if peer in rows[name]]
+if others:
+    print()
+    print("%-32s %12s %12s %9s  %s" % ("name [peer]", "luray", "peer", "ratio", "unit"))
+    for name, peer in others:
+        r = rows[name]
+        l, y = r.get("luray"), r[peer]
+        print("%-32s %12s %12s %9s  %s" % ("%s [%s]" % (name, peer), fmt(l), fmt(y),
+                                          ratio(l, y), r["unit"]))
+    print("ratio = luray/peer, read as above")
 PY
 exit $status
