@@ -197,8 +197,141 @@ void dcol_builder_free(dcol_builder_t *b)
 
 /* ---- parsing ---- */
 
+/* ---- SWAR digit runs: eight bytes at a time ---- */
+
+/* Digits are at most 24 bytes in the fast paths: a field that long is copied to a zero-padded
+ * buffer so that eight-byte loads never read past it (a zero byte is not a digit). */
+#define SWAR_MAX 24
+
+static inline uint64_t load8(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v; /* little-endian: the first byte is the lowest */
+}
+
+/* The number of leading ASCII digits in x (the eight bytes xor '0'), 0..8. A byte is a digit when
+ * it became 0..9; carries only ever spoil bytes after the first non-digit. */
+static inline int leading_digits(uint64_t x)
+{
+    uint64_t bad = ((x + 0x0606060606060606ull) | x) & 0xF0F0F0F0F0F0F0F0ull;
+    return bad ? __builtin_ctzll(bad) >> 3 : 8;
+}
+
+/* The value of the first n (1..8) digits of x (bytes xor '0'): they are moved to the top so the
+ * bytes before them read as leading zeros, then combined pairwise. */
+static inline uint64_t digits_value(uint64_t x, int n)
+{
+    x <<= 8 * (8 - n);
+    x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FFull;
+    x = (x * 100 + (x >> 16)) & 0x0000FFFF0000FFFFull;
+    return (x * 10000 + (x >> 32)) & 0xFFFFFFFFull;
+}
+
+static const uint64_t pow10_u64[] = {1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull,
+                                     1000000ull, 10000000ull, 100000000ull};
+
+/* A run of digits at b[*i..] (at most 16), as a value; *n gets its length. */
+static inline uint64_t digit_run(const unsigned char *b, size_t *i, int *n)
+{
+    uint64_t x = load8(b + *i) ^ 0x3030303030303030ull;
+    int k = leading_digits(x);
+    uint64_t v = k ? digits_value(x, k) : 0;
+    *n = k;
+    *i += (size_t)k;
+    if (k == 8) {
+        x = load8(b + *i) ^ 0x3030303030303030ull;
+        int k2 = leading_digits(x);
+        if (k2) {
+            v = v * pow10_u64[k2] + digits_value(x, k2);
+            *n += k2;
+            *i += (size_t)k2;
+        }
+    }
+    return v;
+}
+
+/* Plain decimals of up to 16 digits in total (the common case in data files) at b, which has at
+ * least 16 readable bytes after len: -1 sends anything else to the general parsers. A digit run
+ * that goes on past len ends at i != len and is refused too. */
+static inline int i64_swar(const unsigned char *b, size_t len, int64_t *v)
+{
+    if (len == 0)
+        return -1;
+    size_t i = (b[0] == '-' || b[0] == '+') ? 1 : 0;
+    int n;
+    uint64_t m = digit_run(b, &i, &n);
+    if (n == 0 || n >= 16 || i != len)
+        return -1;
+    *v = b[0] == '-' ? -(int64_t)m : (int64_t)m;
+    return 0;
+}
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static inline int f64_swar(const unsigned char *b, size_t len, double *v)
+{
+    if (len == 0)
+        return -1;
+    size_t i = (b[0] == '-' || b[0] == '+') ? 1 : 0;
+    int n1, n2 = 0;
+    uint64_t m = digit_run(b, &i, &n1);
+    if (n1 >= 16)
+        return -1;
+    if (i < len && b[i] == '.') {
+        i++;
+        uint64_t f = digit_run(b, &i, &n2);
+        if (n2 >= 16 || n1 + n2 > 19)
+            return -1;
+        m = m * (n2 <= 8 ? pow10_u64[n2] : pow10_u64[8] * pow10_u64[n2 - 8]) + f;
+    }
+    if (n1 + n2 == 0 || i != len || m > (1ull << 53))
+        return -1;
+    /* Clinger: m is exact, 10^n2 is exact, so one division rounds correctly. */
+    double d = (double)m / pow10_exact[n2];
+    *v = b[0] == '-' ? -d : d;
+    return 0;
+}
+
+/* Copies a short field to a zero-padded buffer for the SWAR paths (a zero byte is no digit). */
+static int parse_i64_swar(const char *s, size_t len, int64_t *v)
+{
+    unsigned char b[SWAR_MAX + 16] = {0};
+    if (len > SWAR_MAX)
+        return -1;
+    memcpy(b, s, len);
+    return i64_swar(b, len, v);
+}
+
+static int parse_f64_swar(const char *s, size_t len, double *v)
+{
+    unsigned char b[SWAR_MAX + 16] = {0};
+    if (len > SWAR_MAX)
+        return -1;
+    memcpy(b, s, len);
+    return f64_swar(b, len, v);
+}
+
+int dcol_parse_i64_padded(const char *s, size_t len, int64_t *v)
+{
+    if (i64_swar((const unsigned char *)s, len, v) == 0)
+        return 0;
+    return dcol_parse_i64(s, len, v);
+}
+
+int dcol_parse_f64_padded(const char *s, size_t len, double *v)
+{
+    if (f64_swar((const unsigned char *)s, len, v) == 0)
+        return 0;
+    return dcol_parse_f64(s, len, v);
+}
+
 int dcol_parse_i64(const char *s, size_t len, int64_t *v)
 {
+    if (parse_i64_swar(s, len, v) == 0)
+        return 0;
     size_t i = 0;
     bool neg = false;
     if (len == 0)
@@ -222,10 +355,6 @@ int dcol_parse_i64(const char *s, size_t len, int64_t *v)
     *v = neg ? (int64_t)(0 - acc) : (int64_t)acc;
     return 0;
 }
-
-static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* Clinger's fast path: a decimal with at most 15 significant digits and a small exponent is
  * exactly mantissa * or / an exact power of ten, so one correctly rounded operation gives the
@@ -290,7 +419,7 @@ int dcol_parse_f64(const char *s, size_t len, double *v)
         *v = NAN;
         return 0;
     }
-    if (parse_f64_fast(s, len, v) == 0)
+    if (parse_f64_swar(s, len, v) == 0 || parse_f64_fast(s, len, v) == 0)
         return 0;
     char buf[128];
     if (len >= sizeof(buf))
@@ -300,6 +429,8 @@ int dcol_parse_f64(const char *s, size_t len, double *v)
     if (buf[0] == ' ' || buf[0] == '\t' || buf[0] == '\n' || buf[0] == '\r' || buf[0] == '\f' ||
         buf[0] == '\v')
         return -1; /* strtod would skip them */
+    if (memchr(buf, 'x', len) != NULL || memchr(buf, 'X', len) != NULL)
+        return -1; /* strtod reads hex floats; data files mean text by them */
     char *end;
     errno = 0;
     double d = strtod(buf, &end);
