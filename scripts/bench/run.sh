@@ -5,7 +5,7 @@
 # LURAY_BENCH_SCALE (work multiplier, default 1), LURAY_BENCH_RUNS (timed runs, default 3),
 # LURAY_BENCH_TIMEOUT (seconds per group, default 300), LURAY_BENCH_DATA_CSV (the Data group's
 # input, as gen_csv.lua writes it; default: one made here of 1,000,000 x LURAY_BENCH_SCALE rows),
-# LURAY_BENCH_STREAM_GB (the Data streaming run's input size, default 2).
+# LURAY_BENCH_STREAM_GB (the Data streaming run's input size, default 5).
 set -u -o pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
