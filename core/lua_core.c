@@ -40,6 +40,7 @@
 typedef struct {
     luray_client_t cl;
     bool connected;
+    uint64_t connection; /* counts connects: a node started again may reuse a proc id */
 } ctx_t;
 
 typedef struct {
@@ -60,6 +61,7 @@ typedef struct {
     luray_task_spec_t spec; /* strings point into values anchored by the user value table */
     bool blob_sent;
     uint32_t sent_to_proc;
+    uint64_t sent_on; /* ctx_t.connection when it was sent */
 } template_t;
 
 static ctx_t *ctx_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -496,7 +498,7 @@ static int l_submit(lua_State *L)
     spec.n_deps = n_deps;
     spec.contained = contained.data;
     spec.n_contained = n_contained;
-    if (tp->blob_sent && tp->sent_to_proc == c->cl.proc_id)
+    if (tp->blob_sent && tp->sent_to_proc == c->cl.proc_id && tp->sent_on == c->connection)
         spec.func_blob = NULL;
     luray_buf_t argsb;
     luray_buf_init(&argsb);
@@ -512,6 +514,7 @@ static int l_submit(lua_State *L)
     luray_client_end(&c->cl);
     tp->blob_sent = true;
     tp->sent_to_proc = c->cl.proc_id;
+    tp->sent_on = c->connection;
     if (!luray_oid_is_nil(args_object))
         luray_client_ref(&c->cl, args_object, -1); /* after SUBMIT, which holds it now */
     luray_buf_close(&argsb);
@@ -1163,6 +1166,7 @@ static int l_connect(lua_State *L)
         return 2;
     }
     c->connected = true;
+    c->connection++;
     g_ctx = c;
     lua_createtable(L, 0, 4);
     char hex[16];

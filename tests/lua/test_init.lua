@@ -17,6 +17,16 @@ t.test("init twice is refused, shutdown then init works", function()
     t.eq(luray.cluster_resources().CPU, 1)
 end)
 
+t.test("a remote function used before a shutdown still runs on the next cluster", function()
+    -- The new node has never seen the function; the driver must ship it again even though its
+    -- process id on the new node is the same as on the old one.
+    local sq = luray.remote(function(x) return x * x end)
+    t.eq(luray.get(sq:remote(3)), 9)
+    luray.shutdown()
+    luray.init{num_cpus = 1}
+    t.eq(luray.get(sq:remote(4)), 16)
+end)
+
 t.test("unknown init options are refused", function()
     luray.shutdown()
     t.raises(function() luray.init{num_cpu = 2} end, "num_cpu")
