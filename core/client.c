@@ -172,11 +172,11 @@ luray_oid_t luray_client_new_id(luray_client_t *c)
 
 uint64_t luray_client_new_req(luray_client_t *c) { return ++c->next_req; }
 
-/* A normal task's EXEC body starts with its 16-byte id, then its kind. */
-static bool hand_back(luray_client_t *c, uint16_t type, const uint8_t *body, uint32_t len)
+/* An EXEC handed back to the node unrun may carry the only copy of its function this worker
+ * will get (the node sends a function once per worker): the blob is kept for the task that
+ * comes back later. */
+static void keep_func_blob(luray_client_t *c, const uint8_t *body, uint32_t len)
 {
-    if (!c->returning || type != LURAY_MSG_EXEC || len < 17 || body[16] != LURAY_TASK_NORMAL)
-        return false;
     luray_rd_t r;
     luray_rd_init(&r, body, len);
     luray_task_spec_t spec;
@@ -195,6 +195,14 @@ static bool hand_back(luray_client_t *c, uint16_t type, const uint8_t *body, uin
             free(copy);
         }
     }
+}
+
+/* A normal task's EXEC body starts with its 16-byte id, then its kind. */
+static bool hand_back(luray_client_t *c, uint16_t type, const uint8_t *body, uint32_t len)
+{
+    if (!c->returning || type != LURAY_MSG_EXEC || len < 17 || body[16] != LURAY_TASK_NORMAL)
+        return false;
+    keep_func_blob(c, body, len);
     luray_buf_put(&c->returns, body, 16);
     c->n_returns++;
     return true;
@@ -297,6 +305,7 @@ static bool cancel_queued(luray_client_t *c, const uint8_t *id)
             c->q_head = q->next;
         if (c->q_tail == q)
             c->q_tail = prev;
+        keep_func_blob(c, q->body, q->len);
         free(q);
         luray_buf_put(&c->returns, id, 16);
         c->n_returns++;
