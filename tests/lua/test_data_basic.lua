@@ -531,5 +531,31 @@ t.test("a Dataset prints its plan", function()
 end)
 
 os.execute("rm -rf '" .. tmp .. "'")
+t.test("iter_batches runs blocks ahead of a slow consumer", function()
+    -- Each block records when its task finished (a monotonic clock every process shares); the
+    -- consumer records when it asked for the next batch. With work running ahead, every block
+    -- after the first is finished before the consumer asks for it.
+    local C = data.C
+    local ds = data.range(8, {parallelism = 8}):map_batches(function(b)
+        luray.sleep(0.05)
+        b.done = require("luray._plugin.data").now()
+        return b
+    end, {batch_size = false})
+    local asked, finished = {}, {}
+    local it = ds:iter_batches{batch_size = 1, prefetch_batches = 2}
+    while true do
+        local t_ask = C.now()
+        local b = it()
+        if b == nil then break end
+        asked[#asked + 1] = t_ask
+        finished[#finished + 1] = b.done[1]
+        luray.sleep(0.2)
+    end
+    t.eq(#asked, 8)
+    for i = 2, 8 do
+        t.truthy(finished[i] < asked[i], "block " .. i .. " was ready before it was asked for")
+    end
+end)
+
 luray.shutdown()
 t.done()
