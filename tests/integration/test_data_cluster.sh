@@ -97,6 +97,21 @@ L run "$work/csv.lua"
 check "a CSV read in byte ranges on both nodes and written back reads the same" \
     bash -c "[ $rc = 0 ] && grep -q 'csv ok true 2' '$out'"
 
+cat >"$work/progress.lua" <<'EOF'
+local data = require("luray.data")
+local n = data.range(30, {parallelism = 30})
+    :map_batches(function(b) luray.sleep(0.1) return b end)
+    :count()
+print("counted " .. n)
+EOF
+LURAY_DATA_PROGRESS=1 L run "$work/progress.lua"
+check "a run longer than a second shows progress: rows/s, blocks read, ETA and the stage" \
+    bash -c "[ $rc = 0 ] && grep -q 'counted 30' '$out' && grep -q 'rows/s' '$err' &&
+        grep -q 'blocks read' '$err' && grep -q 'ETA' '$err' && grep -q 'MapBatches' '$err'"
+L run "$work/progress.lua"
+check "no progress line when stderr is not a terminal" \
+    bash -c "[ $rc = 0 ] && ! grep -q 'rows/s' '$err'"
+
 L stop
 check "luray stop ends the cluster" bash -c "[ $rc = 0 ] && [ -z \"\$(node_pids)\" ]"
 
