@@ -3,7 +3,7 @@
 # the package lists are empty. Does nothing when everything is present.
 set -eu
 pkgs=(build-essential pkg-config clang liblua5.4-dev lua5.4 libuv1-dev libnanomsg-dev libcjson-dev
-      libsodium-dev libreadline-dev libcmocka-dev tmux)
+      libsodium-dev libreadline-dev libcmocka-dev tmux libopenblas-dev libxgboost-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
