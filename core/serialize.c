@@ -432,6 +432,48 @@ static int enc_module(enc_t *e, int idx, int cfunc)
 
 /* ---- encoding values ---- */
 
+/* Pushes the metatable registered under name and returns true, else pushes nothing. */
+static bool lookup_metatable(lua_State *L, const char *name, size_t n)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_pushlstring(L, name, n);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_istable(L, -1))
+        return true;
+    lua_pop(L, 1);
+    return false;
+}
+
+/* As lookup_metatable; a class named "mod.sub.Class" that this process has not seen yet is
+ * looked for again after require("mod.sub"), which registers it (a luray.data Dataset sent to a
+ * worker that never required luray.data, say). */
+static bool push_named_metatable(lua_State *L, const char *name, size_t n)
+{
+    if (lookup_metatable(L, name, n))
+        return true;
+    const char *dot = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] == '.')
+            dot = name + i;
+    if (dot == NULL || dot == name)
+        return false;
+    lua_getglobal(L, "require");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_pushlstring(L, name, (size_t)(dot - name));
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        lua_pop(L, 1); /* the module cannot load here: the caller reports the class as missing */
+        return false;
+    }
+    return lookup_metatable(L, name, n);
+}
+
 static int enc_value(enc_t *e, int idx);
 
 /* Metatables of plain tables are not carried: a table arrives as a plain table (classes travel
@@ -1271,18 +1313,10 @@ static int dec_value(dec_t *d)
             return rc;
         if (!lua_istable(L, -1))
             return dec_corrupt(d, "metatable on a non-table");
-        lua_getfield(L, LUA_REGISTRYINDEX, LURAY_SER_METATABLES);
-        if (lua_istable(L, -1)) {
-            lua_pushlstring(L, name, n);
-            lua_rawget(L, -2);
-            if (lua_istable(L, -1)) {
-                lua_setmetatable(L, -3);
-                lua_pop(L, 1);
-                return 0;
-            }
-            lua_pop(L, 1);
+        if (push_named_metatable(L, name, n)) {
+            lua_setmetatable(L, -2);
+            return 0;
         }
-        lua_pop(L, 1);
         return dec_fail(d, LURAY_ESERIALIZE, "no metatable named \"%.*s\" in this process",
                         (int)n, name);
     }

@@ -3,53 +3,22 @@
 local t = require("harness")
 luray.init{num_cpus = 2, object_store_memory = 256 * 1024 * 1024}
 local data = require("luray.data")
+local h = require("data_helpers")
+local ids, multiset, lines_of = h.ids, h.multiset, h.lines_of
 
 -- A private folder for the files this test writes; removed at the end.
-local function mkdtemp()
-    local base = os.getenv("LURAY_TMPDIR") or "/tmp"
-    local h = assert(io.popen("mktemp -d '" .. base .. "/data_basic.XXXXXX'"))
-    local dir = h:read("l")
-    h:close()
-    assert(dir and dir ~= "", "mktemp failed")
-    return dir
-end
-local tmp = mkdtemp()
+local tmp = h.mkdtemp("data_basic")
 
 -- Seeded rows of every scalar type: k int64, x float64, s string, b bool.
 local function gen_rows(n, seed)
     math.randomseed(seed)
     local rows = {}
     for i = 1, n do
-        local len = math.random(0, 8)
-        local cs = {}
-        for j = 1, len do cs[j] = string.char(math.random(97, 122)) end
-        rows[i] = {k = math.random(-1000, 1000), x = math.random() * 100 - 50,
-            s = table.concat(cs), b = math.random() < 0.5}
+        local s = h.rand_word(math.random(0, 8))
+        rows[i] = {k = math.random(-1000, 1000), x = math.random() * 100 - 50, s = s,
+            b = math.random() < 0.5}
     end
     return rows
-end
-
-local function ids(n, from)
-    local out = {}
-    for i = 1, n do out[i] = {id = (from or 0) + i - 1} end
-    return out
-end
-
--- The rows as a sorted list of their printed forms: equal multisets give equal lists.
-local function multiset(rows)
-    local out = {}
-    for i, r in ipairs(rows) do out[i] = t.show(r) end
-    table.sort(out)
-    return out
-end
-
-local function lines_of(path)
-    local n = 0
-    local f = io.open(path, "r")
-    if not f then return 0 end
-    for _ in f:lines() do n = n + 1 end
-    f:close()
-    return n
 end
 
 local items = gen_rows(1000, 11)
@@ -530,7 +499,7 @@ t.test("a Dataset prints its plan", function()
     t.truthy(s:find("Limit", 1, true), s)
 end)
 
-os.execute("rm -rf '" .. tmp .. "'")
+h.rmtree(tmp)
 t.test("iter_batches runs blocks ahead of a slow consumer", function()
     -- Each block records when its task finished (a monotonic clock every process shares); the
     -- consumer records when it asked for the next batch. With work running ahead, every block
@@ -555,6 +524,15 @@ t.test("iter_batches runs blocks ahead of a slow consumer", function()
     for i = 2, 8 do
         t.truthy(finished[i] < asked[i], "block " .. i .. " was ready before it was asked for")
     end
+end)
+
+t.test("a Dataset travels to a task and runs there, split shards too", function()
+    local ds = data.range(1000):map_batches(function(b) b.y = b.id * 2 return b end)
+    local total = luray.remote(function(d) return d:sum("y") end)
+    t.eq(luray.get(total:remote(ds)), 999000)
+    local shards = data.range(100):split(2)
+    local count = luray.remote(function(d) return {d:count(), d:sum("id")} end)
+    t.eq(luray.get(count:remote(shards[2])), {50, 3725})
 end)
 
 luray.shutdown()
