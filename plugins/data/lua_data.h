@@ -54,6 +54,7 @@ void data_column_open(lua_State *L, int module_idx);
 void data_block_open(lua_State *L, int module_idx);
 void data_io_open(lua_State *L, int module_idx);
 void data_fs_open(lua_State *L, int module_idx);
+void data_tensors_open(lua_State *L, int module_idx);
 
 extern const luray_serializer_t data_column_serializer;
 extern const luray_serializer_t data_block_serializer;

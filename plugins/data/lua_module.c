@@ -44,6 +44,7 @@ static int data_luaopen(lua_State *L)
     data_block_open(L, module);
     data_io_open(L, module);
     data_fs_open(L, module);
+    data_tensors_open(L, module);
     lua_pushliteral(L, DATA_VERSION);
     lua_setfield(L, module, "version");
     return 1;
