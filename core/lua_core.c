@@ -1666,6 +1666,21 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
+/* core.decode(blob) -> the values core.encode wrote: a model factory kept in a checkpoint, say.
+ * A blob that is not one raises, naming why. */
+static int l_decode(lua_State *L)
+{
+    size_t len;
+    const char *blob = luaL_checklstring(L, 1, &len);
+    char err[512];
+    if (luray_ser_check(blob, len) != 0)
+        return luaL_error(L, "cannot decode: not a luray value blob");
+    int n = luray_ser_decode(L, blob, len, 0, err, sizeof(err));
+    if (n < 0)
+        return luaL_error(L, "cannot decode: %s", err);
+    return n;
+}
+
 static void push_json(lua_State *L, const cJSON *j)
 {
     luaL_checkstack(L, 4, "JSON too deep");
@@ -1749,6 +1764,7 @@ static const luaL_Reg core_funcs[] = {
     {"set_log_level", l_set_log_level},
     {"register_metatable", l_register_metatable},
     {"encode", l_encode},
+    {"decode", l_decode},
     {"json_decode", l_json_decode},
     {"connect", l_connect},
     {"disconnect", l_disconnect},

@@ -180,4 +180,12 @@ t.test("ref:release() frees the object at once, and a released ref says so", fun
     t.raises(function() luray.put({refs[3]}) end, "")
 end)
 
+t.test("core.encode/decode keep a function with its upvalues, and refuse other bytes", function()
+    local core = require("luray.core")
+    local k = 5
+    local f = core.decode(core.encode(function(x) return x + k end))
+    t.eq(f(1), 6)
+    t.raises(function() core.decode("not a blob") end, "not a luray value blob")
+end)
+
 t.done()
