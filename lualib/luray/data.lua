@@ -586,7 +586,8 @@ function Exec:finish()
 end
 
 local function release(item)
-    if item and not item.keep and item.ref then item.ref:release() end
+    local ref = item and rawget(item, "ref")
+    if ref and not item.keep then ref:release() end
 end
 
 local function list_iter(list)
@@ -865,8 +866,34 @@ function stream_of.repartition(exec, node)
     return pieces_stream(exec, pieces, "Repartition(" .. node.n .. ")")
 end
 
+-- An item that holds its block in this process; its ref is made (a put) only if someone asks.
+local local_item_mt = {
+    __index = function(t, k)
+        if k ~= "ref" then return nil end
+        local r = luray.put(t.block)
+        rawset(t, "ref", r)
+        return r
+    end,
+}
+
+-- Shards of materialized blocks (split, train_test_split) are sliced where they are consumed,
+-- without a task: a training worker that holds every CPU still reads its shard.
 function stream_of.pieces(exec, node)
-    return pieces_stream(exec, node.pieces, node.name or "Split")
+    local st = exec:stage(node.name or "Split")
+    local i = 0
+    return function()
+        i = i + 1
+        local p = node.pieces[i]
+        if p == nil then return nil end
+        local t0 = C.now()
+        local parts = {}
+        for k, r in ipairs(p.ranges) do parts[k] = luray.get(p.refs[k]):slice(r[1], r[2]) end
+        local b = #parts == 1 and parts[1] or concat_nonempty(parts)
+        local rows, bytes = b:num_rows(), b:nbytes()
+        exec:record({ st }, { stages = { { rows, C.now() - t0, bytes } }, rss = C.rss() })
+        exec.rows_done = exec.rows_done + rows
+        return setmetatable({ block = b, rows = rows, bytes = bytes }, local_item_mt)
+    end
 end
 
 function stream_of.zip(exec, node)
@@ -1185,7 +1212,9 @@ function Dataset:count()
 end
 
 local function fetch(item)
-    local b = luray.get(item.ref)
+    local b = rawget(item, "block")
+    if b ~= nil then return b end
+    b = luray.get(item.ref)
     release(item)
     return b
 end

@@ -35,4 +35,22 @@ t.test("strings, unknown names and uneven columns are refused by name", function
     t.raises(function() C.stack_float32(b, {}) end, "at least one column")
 end)
 
+t.test("an actor holding every CPU still reads its split shard (no task needed)", function()
+    local shards = data.range(1000):split(2)
+    local Reader = luray.actor({num_cpus = 1}, {
+        read = function(self, shard)
+            local n, sum = 0, 0
+            for b in shard:iter_batches{batch_size = 100} do
+                n = n + #b
+                sum = sum + b.id:sum()
+            end
+            return {n, sum, shard:schema().names[1]}
+        end,
+    })
+    local r = Reader:remote()
+    local got = luray.get(r.read:remote(shards[2]), {timeout = 30})
+    t.eq(got, {500, (500 + 999) * 500 // 2, "id"})
+    luray.kill(r)
+end)
+
 t.done()
