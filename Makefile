@@ -70,8 +70,12 @@ $(BUILD)/lib/luray/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/
 # Libraries a plugin links besides Lua, and extra flags, by plugin name. The data plugin's
 # column loops only vectorize at -O3 with GCC 12.
 PLUGIN_LIBS_data = $(shell pkg-config --libs libcjson 2>/dev/null)
+PLUGIN_LIBS_collective = $(shell pkg-config --libs libcjson nanomsg) -lrt
+PLUGIN_LIBS_xgboost = -lxgboost
+PLUGIN_LIBS_nn = $(shell pkg-config --libs openblas)
 ifneq ($(SANITIZE),1)
 PLUGIN_CFLAGS_data = -O3
+PLUGIN_CFLAGS_nn = -O3
 endif
 
 $(BUILD)/share/luray/lua/%: lualib/%
@@ -86,15 +90,20 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c $(wildcard include/luray/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=hidden $(PKG_CFLAGS) -shared -o $@ $< $(LDFLAGS) $(shell pkg-config --libs lua5.4)
 
-# libFuzzer targets need clang; built only by `make fuzz` and by the test runner.
+# libFuzzer targets need clang; built only by `make fuzz` and by the test runner. A target links
+# the core and one plugin's C files (FUZZ_PLUGIN_<target>, default data).
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CORE := $(filter-out core/main.c core/repl.c,$(wildcard core/*.c))
+FUZZ_PLUGIN = $(or $(FUZZ_PLUGIN_$(1)),data)
+FUZZ_PLUGIN_fuzz_safetensors = collective
 fuzz: $(FUZZ_BIN)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE) $(call PLUGIN_C,data)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE) $$(call PLUGIN_C,$$(call FUZZ_PLUGIN,$$*)) \
+		$(wildcard tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Iinclude \
-		-Iplugins $(PKG_CFLAGS) -o $@ $^ $(LIBS)
+		-Iplugins $(PKG_CFLAGS) -o $@ $(filter %.c,$^) $(LIBS) \
+		$(PLUGIN_LIBS_$(call FUZZ_PLUGIN,$*))
 
 unit: $(UNIT_BIN) $(FIXTURE_SO)
 

@@ -565,15 +565,22 @@ static int l_slice(lua_State *L)
     return 1;
 }
 
+/* The Column at arg, which must hold values of type `type`; `must` is the error's start ("take:
+ * indexes must be an int64 Column"), which goes on with what the argument is. */
+static data_column_t *check_column_of(lua_State *L, int arg, dcol_type_t type, const char *must)
+{
+    data_column_t *c = data_column_test(L, arg);
+    if (c == NULL || c->c.type != type)
+        luaL_error(L, "%s, got %s", must, c ? dcol_type_name(c->c.type) : luaL_typename(L, arg));
+    return c;
+}
+
 /* b:take(idx): idx an int64 Column of 0-based row indexes. */
 static int l_take(lua_State *L)
 {
     lua_settop(L, 2);
     data_block_t *b = data_block_check(L, 1);
-    data_column_t *ic = data_column_test(L, 2);
-    if (ic == NULL || ic->c.type != DCOL_INT64)
-        return luaL_error(L, "take: indexes must be an int64 Column, got %s",
-                          ic ? dcol_type_name(ic->c.type) : luaL_typename(L, 2));
+    data_column_t *ic = check_column_of(L, 2, DCOL_INT64, "take: indexes must be an int64 Column");
     const int64_t *idx = ic->c.data;
     for (int64_t i = 0; i < ic->c.len; i++)
         if (idx[i] < 0 || idx[i] >= b->nrows)
@@ -589,10 +596,7 @@ static int l_filter(lua_State *L)
 {
     lua_settop(L, 2);
     data_block_t *b = data_block_check(L, 1);
-    data_column_t *m = data_column_test(L, 2);
-    if (m == NULL || m->c.type != DCOL_BOOL)
-        return luaL_error(L, "filter: mask must be a bool Column, got %s",
-                          m ? dcol_type_name(m->c.type) : luaL_typename(L, 2));
+    data_column_t *m = check_column_of(L, 2, DCOL_BOOL, "filter: mask must be a bool Column");
     if (m->c.len != b->nrows)
         return luaL_error(L, "filter: mask has %I rows, the block has %I", (lua_Integer)m->c.len,
                           (lua_Integer)b->nrows);

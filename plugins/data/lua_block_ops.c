@@ -25,6 +25,15 @@ static void check_key_types(lua_State *L, const data_block_t *b, const int *ki, 
                        what, b->names[ki[k]], dcol_type_name(b->cols[ki[k]]->type));
 }
 
+/* The key columns b->cols[ki[0..nk)], in scratch memory on the stack. */
+static const dcol_t **key_columns(lua_State *L, const data_block_t *b, const int *ki, int nk)
+{
+    const dcol_t **keys = data_scratch(L, (size_t)nk * sizeof(*keys));
+    for (int k = 0; k < nk; k++)
+        keys[k] = b->cols[ki[k]];
+    return keys;
+}
+
 static uint32_t check_nparts(lua_State *L, int arg, const char *what)
 {
     lua_Integer n = luaL_checkinteger(L, arg);
@@ -108,9 +117,7 @@ static int l_partition_hash(lua_State *L)
     if (nk == 0)
         return luaL_error(L, "partition_hash: no key columns given");
     uint32_t n = check_nparts(L, 3, "partition_hash");
-    const dcol_t **keys = data_scratch(L, (size_t)nk * sizeof(*keys));
-    for (int k = 0; k < nk; k++)
-        keys[k] = b->cols[ki[k]];
+    const dcol_t **keys = key_columns(L, b, ki, nk);
     uint32_t *part = data_scratch(L, (size_t)b->nrows * sizeof(*part));
     dpart_hash(keys, nk, b->nrows, n, part);
     split_by_part(L, b, part, n);
@@ -357,11 +364,9 @@ static int l_group_aggregate(lua_State *L)
     int keep = lua_gettop(L) - 1;
     int nout = nk + count_states(a, na);
     const char **names = data_scratch(L, (size_t)nout * sizeof(*names));
-    const dcol_t **keys = data_scratch(L, (size_t)(nk ? nk : 1) * sizeof(*keys));
-    for (int k = 0; k < nk; k++) {
-        keys[k] = b->cols[ki[k]];
+    const dcol_t **keys = key_columns(L, b, ki, nk);
+    for (int k = 0; k < nk; k++)
         names[k] = b->names[ki[k]];
-    }
     for (int i = 0, pos = nk; i < na; i++)
         for (int f = 0; f < a[i].lay.n; f++)
             names[pos++] = state_name(L, keep, i, &a[i], f);
@@ -532,9 +537,7 @@ static int l_group_split(lua_State *L)
     int nk;
     int *ki = data_block_check_keys(L, 2, b, "group_split", &nk);
     check_key_types(L, b, ki, nk, "group_split");
-    const dcol_t **keys = data_scratch(L, (size_t)(nk ? nk : 1) * sizeof(*keys));
-    for (int k = 0; k < nk; k++)
-        keys[k] = b->cols[ki[k]];
+    const dcol_t **keys = key_columns(L, b, ki, nk);
     size_t n = (size_t)b->nrows;
     uint32_t *part = data_scratch(L, n * sizeof(*part));
     int64_t *sorted = data_scratch(L, (n + 1) * sizeof(*sorted));

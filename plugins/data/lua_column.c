@@ -164,23 +164,12 @@ static double elem_f64(int dtype, const void *p)
 
 static int64_t elem_i64(int dtype, const void *p)
 {
-    switch (dtype) {
-    case LURAY_DTYPE_INT32: {
-        int32_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-    }
-    case LURAY_DTYPE_INT64: {
+    if (dtype == LURAY_DTYPE_INT64) { /* read as is: a double would round past 2^53 */
         int64_t v;
         memcpy(&v, p, sizeof(v));
         return v;
     }
-    case LURAY_DTYPE_UINT8:
-    case LURAY_DTYPE_BOOL:
-        return *(const uint8_t *)p;
-    default:
-        return (int64_t)elem_f64(dtype, p);
-    }
+    return (int64_t)elem_f64(dtype, p); /* exact for int32, uint8 and bool; floats truncate */
 }
 
 /* Copies a tensor's elements in row-major order (any strides) into dst as the values of a column
@@ -843,15 +832,21 @@ static int l_column_idiv(lua_State *L) { return column_arith(L, DCOL_IDIV); }
 static int l_column_mod(lua_State *L) { return column_arith(L, DCOL_MOD); }
 static int l_column_pow(lua_State *L) { return column_arith(L, DCOL_POW); }
 
-static int l_column_unm(lua_State *L)
+/* Pushes the column op(a); raises op's error. */
+static int push_unary(lua_State *L, const dcol_t *a,
+                      int (*op)(const dcol_t *a, dcol_t *out, char *err, size_t errlen))
 {
-    data_column_t *col = data_column_check(L, 1);
     char err[256];
 
     data_column_t *res = data_column_push(L);
-    if (dcol_negate(&col->c, &res->c, err, sizeof(err)) != 0)
+    if (op(a, &res->c, err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     return account_owned(L, &res->c);
+}
+
+static int l_column_unm(lua_State *L)
+{
+    return push_unary(L, &data_column_check(L, 1)->c, dcol_negate);
 }
 
 static int l_column_concat(lua_State *L)
@@ -948,13 +943,7 @@ static int l_column_bor(lua_State *L) { return column_mask_op(L, false); }
 
 static int l_column_bnot(lua_State *L)
 {
-    const dcol_t *a = check_bool_operand(L, 1, "~");
-    char err[256];
-
-    data_column_t *res = data_column_push(L);
-    if (dcol_mask_not(a, &res->c, err, sizeof(err)) != 0)
-        return luaL_error(L, "%s", err);
-    return account_owned(L, &res->c);
+    return push_unary(L, check_bool_operand(L, 1, "~"), dcol_mask_not);
 }
 
 static int l_column_count(lua_State *L)
@@ -970,13 +959,7 @@ static int l_column_count(lua_State *L)
 
 static int l_column_isnan(lua_State *L)
 {
-    data_column_t *col = data_column_check(L, 1);
-    char err[256];
-
-    data_column_t *res = data_column_push(L);
-    if (dcol_isnan(&col->c, &res->c, err, sizeof(err)) != 0)
-        return luaL_error(L, "%s", err);
-    return account_owned(L, &res->c);
+    return push_unary(L, &data_column_check(L, 1)->c, dcol_isnan);
 }
 
 /* ---- reductions ---- */

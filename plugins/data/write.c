@@ -265,13 +265,15 @@ static void put_bool(out_t *o, bool v)
 /* ---- CSV ---- */
 
 /* A CSV field, quoted when it holds the delimiter, a quote or a line end; quoted also when empty
- * if `empty_quoted` (a one-column file, where an empty line would be skipped as blank). */
+ * if `empty_quoted` (a one-column file, where an empty line would be skipped as blank), and when
+ * it starts with a UTF-8 byte-order mark, which a reader strips from the start of a file. */
 static void put_csv_field(out_t *o, const char *s, size_t len, int delim, bool empty_quoted)
 {
     size_t i = 0;
     while (i < len && s[i] != delim && s[i] != '"' && s[i] != '\n' && s[i] != '\r')
         i++;
-    if (i == len && (len > 0 || !empty_quoted)) {
+    bool bom = len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0;
+    if (i == len && !bom && (len > 0 || !empty_quoted)) {
         out_put(o, s, len);
         return;
     }
@@ -342,6 +344,15 @@ static int check_columns(int ncols, const char *const *names, const dcol_t *cons
     return 0;
 }
 
+/* Checks the columns, then opens the sink for path: 0, or a LURAY_E* code with err set. */
+static int out_begin(out_t *o, const char *path, int ncols, const char *const *names,
+                     const dcol_t *const *cols, const char *what, bool csv, char *err,
+                     size_t errlen)
+{
+    int rc = check_columns(ncols, names, cols, what, csv, err, errlen);
+    return rc != 0 ? rc : out_open(o, path, what, err, errlen);
+}
+
 int data_write_csv(const char *path, int ncols, const char *const *names,
                    const dcol_t *const *cols, const csv_write_opts_t *opts, int64_t *bytes,
                    char *err, size_t errlen)
@@ -351,11 +362,9 @@ int data_write_csv(const char *path, int ncols, const char *const *names,
         snprintf(err, errlen, "write_csv: the delimiter must be one byte, not CR, LF or '\"'");
         return LURAY_EINVAL;
     }
-    int rc = check_columns(ncols, names, cols, "write_csv", true, err, errlen);
-    if (rc != 0)
-        return rc;
     out_t o;
-    if ((rc = out_open(&o, path, "write_csv", err, errlen)) != 0)
+    int rc = out_begin(&o, path, ncols, names, cols, "write_csv", true, err, errlen);
+    if (rc != 0)
         return rc;
     const bool one = ncols == 1;
     if (opts->header) {
@@ -508,11 +517,9 @@ static void put_json_value(out_t *o, const dcol_t *c, int64_t i)
 int data_write_json(const char *path, int ncols, const char *const *names,
                     const dcol_t *const *cols, int64_t *bytes, char *err, size_t errlen)
 {
-    int rc = check_columns(ncols, names, cols, "write_json", false, err, errlen);
-    if (rc != 0)
-        return rc;
     out_t o;
-    if ((rc = out_open(&o, path, "write_json", err, errlen)) != 0)
+    int rc = out_begin(&o, path, ncols, names, cols, "write_json", false, err, errlen);
+    if (rc != 0)
         return rc;
     for (int64_t i = 0; i < cols[0]->len && o.err == 0; i++) {
         out_byte(&o, '{');

@@ -3,19 +3,8 @@
 local t = require("harness")
 luray.init{num_cpus = 2, object_store_memory = 256 * 1024 * 1024}
 local data = require("luray.data")
-
-local function ids(n, from)
-    local out = {}
-    for i = 1, n do out[i] = {id = (from or 0) + i - 1} end
-    return out
-end
-
-local function multiset(rows)
-    local out = {}
-    for i, r in ipairs(rows) do out[i] = t.show(r) end
-    table.sort(out)
-    return out
-end
+local h = require("data_helpers")
+local ids, multiset = h.ids, h.multiset
 
 -- Checks that the id values of rows are 0..n-1, each exactly once.
 local function each_once(rows, n, what)
@@ -28,19 +17,13 @@ local function each_once(rows, n, what)
     end
 end
 
-local function rand_word(len)
-    local cs = {}
-    for j = 1, len do cs[j] = string.char(math.random(97, 122)) end
-    return table.concat(cs)
-end
-
 -- Seeded rows: g a string key of 7 values, h an int key of 3 values, x float, n int, w a word.
 local function gen_rows(count, seed)
     math.randomseed(seed)
     local rows = {}
     for i = 1, count do
         rows[i] = {g = "k" .. (i * 7919 % 7), h = i % 3, x = math.random() * 10 - 5,
-            n = math.random(-100, 100), w = rand_word(math.random(1, 6))}
+            n = math.random(-100, 100), w = h.rand_word(math.random(1, 6))}
     end
     return rows
 end

@@ -4,23 +4,18 @@
 local t = require("harness")
 luray.init{num_cpus = 2, object_store_memory = 256 * 1024 * 1024}
 local data = require("luray.data")
+local h = require("data_helpers")
 
-local function mkdtemp()
-    local base = os.getenv("LURAY_TMPDIR") or "/tmp"
-    local h = assert(io.popen("mktemp -d '" .. base .. "/data_errors.XXXXXX'"))
-    local dir = h:read("l")
-    h:close()
-    assert(dir and dir ~= "", "mktemp failed")
-    return dir
-end
-local tmp = mkdtemp()
+local tmp = h.mkdtemp("data_errors")
 
+-- The file `name` in the test's folder, holding text; returns its path.
 local function write_file(name, text)
-    local path = tmp .. "/" .. name
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
+    return h.write_file(tmp .. "/" .. name, text)
+end
+
+-- The file `name` in the test's folder, holding the lines; returns its path.
+local function write_lines(name, lines)
+    return h.write_lines(tmp .. "/" .. name, lines)
 end
 
 -- Runs fn, which must raise an error whose text holds every one of the given strings (plain
@@ -56,7 +51,7 @@ end
 t.test("a ragged CSV line (too few fields) names the file and its line", function()
     local lines = csv_lines(10)
     lines[6] = "5,10"  -- line 6 of the file
-    local p = write_file("ragged_few.csv", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("ragged_few.csv", lines)
     local err = fails_with(function() data.read_csv(p):take_all() end, p .. ":6", "2 fields",
         "expected 3")
     if type(err) == "table" then t.eq(err.type, "TaskError") end
@@ -68,14 +63,14 @@ end)
 t.test("a ragged CSV line (too many fields) names the file and its line", function()
     local lines = csv_lines(10)
     lines[9] = "8,16,name8,extra"
-    local p = write_file("ragged_many.csv", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("ragged_many.csv", lines)
     fails_with(function() data.read_csv(p):take_all() end, p .. ":9", "4 fields", "expected 3")
 end)
 
 t.test("a bad line far into a big file, read in byte ranges, reports the file's line", function()
     local lines = csv_lines(3000)
     lines[2501] = "2500,5000"  -- line 2501 of the file
-    local p = write_file("ragged_far.csv", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("ragged_far.csv", lines)
     fails_with(function() data.read_csv(p, {block_size = 4096}):take_all() end,
         p .. ":2501", "2 fields")
     -- Past the rows inference reads, the error comes from the task reading that range.
@@ -90,21 +85,21 @@ end)
 t.test("an unterminated quoted field names the file and the line it starts on", function()
     local lines = csv_lines(5)
     lines[4] = '3,6,"never closed'
-    local p = write_file("unterminated.csv", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("unterminated.csv", lines)
     fails_with(function() data.read_csv(p):take_all() end, p .. ":4", "unterminated")
 end)
 
 t.test("text after a closing quote names the file, line and column", function()
     local lines = csv_lines(5)
     lines[3] = '2,4,"name"2'
-    local p = write_file("after_quote.csv", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("after_quote.csv", lines)
     fails_with(function() data.read_csv(p):take_all() end, p .. ":3", "column 'c'")
 end)
 
 t.test("a value that does not parse as its column's type names file, line, column, value", function()
     local lines = csv_lines(10)
     lines[5] = "4,abc,name4"
-    local p = write_file("badvalue.csv", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("badvalue.csv", lines)
     -- The column's type given by the caller.
     local err = fails_with(function()
         data.read_csv(p, {columns = {b = "int64"}}):take_all()
@@ -114,19 +109,19 @@ t.test("a value that does not parse as its column's type names file, line, colum
     local many = {"id,v"}
     for i = 1, 200 do many[#many + 1] = i .. "," .. (i / 4) end
     many[151] = "150,zz"
-    local q = write_file("badfloat.csv", table.concat(many, "\n") .. "\n")
+    local q = write_lines("badfloat.csv", many)
     fails_with(function() data.read_csv(q, {infer_rows = 20}):take_all() end,
         q .. ":151", "column 'v'", "zz", "float64")
     local bools = {"id,flag"}
     for i = 1, 50 do bools[#bools + 1] = i .. "," .. tostring(i % 2 == 0) end
     bools[41] = "40,maybe"
-    local r = write_file("badbool.csv", table.concat(bools, "\n") .. "\n")
+    local r = write_lines("badbool.csv", bools)
     fails_with(function() data.read_csv(r, {infer_rows = 10}):take_all() end,
         r .. ":41", "column 'flag'", "maybe")
 end)
 
 t.test("columns = {} naming a column the file lacks is an error naming it", function()
-    local p = write_file("small.csv", table.concat(csv_lines(3), "\n") .. "\n")
+    local p = write_lines("small.csv", csv_lines(3))
     fails_with(function() data.read_csv(p, {columns = {nope = "int64"}}):take_all() end, "nope")
     fails_with(function() data.read_csv(p, {columns = {a = "complex"}}):take_all() end, "complex")
 end)
@@ -140,7 +135,7 @@ t.test("a missing file, folder or glob match is an error naming the path", funct
     assert(os.execute("mkdir -p '" .. tmp .. "/empty'"))
     fails_with(function() data.read_csv(tmp .. "/empty"):take_all() end, tmp .. "/empty")
     -- A file removed between planning and reading: the task's error names it.
-    local gone = write_file("gone.csv", table.concat(csv_lines(5), "\n") .. "\n")
+    local gone = write_lines("gone.csv", csv_lines(5))
     local ds = data.read_csv(gone)
     os.remove(gone)
     local err = fails_with(function() ds:take_all() end, gone)
@@ -164,32 +159,32 @@ end
 t.test("a broken JSON line names the file and its line", function()
     local lines = json_lines(10)
     lines[7] = '{"a": 7, "s": "v7", '
-    local p = write_file("broken.jsonl", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("broken.jsonl", lines)
     local err = fails_with(function() data.read_json(p):take_all() end, p .. ":7", "JSON")
     if type(err) == "table" then t.eq(err.type, "TaskError") end
     fails_with(function() data.read_json(p):count() end, p .. ":7")
     local big = json_lines(3000)
     big[2222] = '{"a": 2222, "s": "v2222" "f": 1}'
-    local q = write_file("broken_far.jsonl", table.concat(big, "\n") .. "\n")
+    local q = write_lines("broken_far.jsonl", big)
     fails_with(function() data.read_json(q, {block_size = 8192}):take_all() end, q .. ":2222")
 end)
 
 t.test("a JSON line that is not an object names the file and line", function()
     local lines = json_lines(10)
     lines[4] = "[1, 2, 3]"
-    local p = write_file("notobject.jsonl", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("notobject.jsonl", lines)
     fails_with(function() data.read_json(p):take_all() end, p .. ":4", "not an object")
 end)
 
 t.test("a JSON value of the wrong type names file, line and key", function()
     local lines = json_lines(100)
     lines[60] = '{"a": "sixty", "s": "v60", "f": 60.5}'
-    local p = write_file("wrongtype.jsonl", table.concat(lines, "\n") .. "\n")
+    local p = write_lines("wrongtype.jsonl", lines)
     fails_with(function() data.read_json(p, {infer_rows = 10}):take_all() end,
         p .. ":60", "'a'", "string")
     lines = json_lines(100)
     lines[90] = '{"a": 90, "s": "v90", "f": "ninety"}'
-    local s = write_file("strfloat.jsonl", table.concat(lines, "\n") .. "\n")
+    local s = write_lines("strfloat.jsonl", lines)
     fails_with(function() data.read_json(s, {infer_rows = 10}):take_all() end, s .. ":90", "'f'")
 end)
 
@@ -197,7 +192,7 @@ t.test("a JSON number or bool in a string column is kept as its text", function(
     local lines = json_lines(100)
     lines[90] = '{"a": 90, "s": 90, "f": 90.5}'
     lines[91] = '{"a": 91, "s": true, "f": 91.5}'
-    local s = write_file("numstring.jsonl", table.concat(lines, "\n") .. "\n")
+    local s = write_lines("numstring.jsonl", lines)
     local rows = data.read_json(s, {infer_rows = 10}):take_all()
     t.eq(rows[90].s, "90")
     t.eq(rows[91].s, "true")
@@ -206,7 +201,7 @@ end)
 t.test("a JSON null or missing key turns an int64 column float64 with NaN, as pandas does", function()
     local lines = json_lines(100)
     lines[70] = '{"a": null, "s": "v70", "f": 70.5}'
-    local q = write_file("nullint.jsonl", table.concat(lines, "\n") .. "\n")
+    local q = write_lines("nullint.jsonl", lines)
     local rows = data.read_json(q, {infer_rows = 10}):take_all()
     t.truthy(rows[70].a ~= rows[70].a, "NaN for the null")
     t.eq(rows[71].a, 71.0)
@@ -214,7 +209,7 @@ t.test("a JSON null or missing key turns an int64 column float64 with NaN, as pa
     -- A missing or null string is an error: there is no value to stand for it.
     lines = json_lines(100)
     lines[80] = '{"a": 80, "f": 80.5}'
-    local r = write_file("missingstr.jsonl", table.concat(lines, "\n") .. "\n")
+    local r = write_lines("missingstr.jsonl", lines)
     fails_with(function() data.read_json(r, {infer_rows = 10}):take_all() end, r .. ":80", "'s'")
 end)
 
@@ -374,6 +369,6 @@ t.test("after all these errors the cluster still runs pipelines", function()
     t.eq(luray.get(luray.remote(function() return "alive" end):remote()), "alive")
 end)
 
-os.execute("rm -rf '" .. tmp .. "'")
+h.rmtree(tmp)
 luray.shutdown()
 t.done()

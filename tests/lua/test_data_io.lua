@@ -3,50 +3,11 @@
 local t = require("harness")
 luray.init{num_cpus = 2, object_store_memory = 256 * 1024 * 1024}
 local data = require("luray.data")
+local h = require("data_helpers")
+local write_file, read_file, list_dir, mkdir = h.write_file, h.read_file, h.list_dir, h.mkdir
+local multiset = h.multiset
 
-local function mkdtemp()
-    local base = os.getenv("LURAY_TMPDIR") or "/tmp"
-    local h = assert(io.popen("mktemp -d '" .. base .. "/data_io.XXXXXX'"))
-    local dir = h:read("l")
-    h:close()
-    assert(dir and dir ~= "", "mktemp failed")
-    return dir
-end
-local tmp = mkdtemp()
-
-local function write_file(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
-end
-
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local function list_dir(dir)
-    local h = assert(io.popen("ls -A '" .. dir .. "'"))
-    local out = {}
-    for l in h:lines() do out[#out + 1] = l end
-    h:close()
-    return out
-end
-
-local function mkdir(path)
-    assert(os.execute("mkdir -p '" .. path .. "'"))
-    return path
-end
-
-local function multiset(rows)
-    local out = {}
-    for i, r in ipairs(rows) do out[i] = t.show(r) end
-    table.sort(out)
-    return out
-end
+local tmp = h.mkdtemp("data_io")
 
 -- CSV text of a field, quoted as RFC 4180 says when needed.
 local function csv_field(v)
@@ -78,13 +39,11 @@ local function gen_rows(n, seed, plain_names)
     local rows = {}
     local extras = {",", '"', " ", "'", "é"}
     for i = 1, n do
-        local cs = {}
-        for j = 1, math.random(1, 7) do cs[j] = string.char(math.random(97, 122)) end
+        local name = h.rand_word(math.random(1, 7))
         if not plain_names and math.random() < 0.3 then
-            cs[#cs + 1] = extras[math.random(1, #extras)]
+            name = name .. extras[math.random(1, #extras)]
         end
-        rows[i] = {id = i, x = math.random() * 1000 - 500, name = table.concat(cs),
-            ok = math.random() < 0.5}
+        rows[i] = {id = i, x = math.random() * 1000 - 500, name = name, ok = math.random() < 0.5}
     end
     return rows
 end
@@ -212,7 +171,7 @@ t.test("read_json reads JSON Lines with every type, over byte ranges", function(
         if i % 100 == 0 then lines[#lines + 1] = "" end
         want[i] = {id = i, x = x, name = name, ok = i % 3 == 0, v = v}
     end
-    local p = write_file(tmp .. "/rows.jsonl", table.concat(lines, "\n") .. "\n")
+    local p = h.write_lines(tmp .. "/rows.jsonl", lines)
     for _, opts in ipairs({{}, {block_size = 2048}}) do
         local ds = data.read_json(p, opts)
         local s = ds:schema()
@@ -351,6 +310,6 @@ t.test("a larger pipeline: range -> columns -> write_csv -> read_csv in ranges -
     end):take_all()))
 end)
 
-os.execute("rm -rf '" .. tmp .. "'")
+h.rmtree(tmp)
 luray.shutdown()
 t.done()

@@ -2,12 +2,11 @@
 -- write without failing, because only a window of blocks is ever in flight.
 local t = require("harness")
 local data = require("luray.data")
+local h = require("data_helpers")
 local STORE = 96 * 1024 * 1024
 luray.init{num_cpus = 2, object_store_memory = STORE}
 
-local dir = os.tmpname() -- a fresh private name; the folder takes its place
-os.remove(dir)
-assert(data.C.mkdirs(dir))
+local dir = h.mkdtemp("data_stream")
 
 t.test("a CSV three times the store's size streams through it", function()
     local lines = {}
@@ -47,5 +46,5 @@ t.test("a CSV three times the store's size streams through it", function()
     t.truthy(stages:find("ReadCSV") and stages:find("MapBatches"), stages)
 end)
 
-os.execute("rm -rf " .. dir)
+h.rmtree(dir)
 t.done()

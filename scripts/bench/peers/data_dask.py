@@ -18,47 +18,19 @@ per thread (DASK_BENCH_BLOCKSIZE, in bytes, to override), the fastest split meas
 Usage: data_dask.py CSV    Env: LURAY_BENCH_RUNS (timed runs after a warm-up, default 3),
 DASK_BENCH_NUM_CPUS (workers, default 2).
 """
-import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import dask
 import dask.dataframe as dd
 
-RUNS = max(3, int(os.environ.get("LURAY_BENCH_RUNS", "3") or 3))
+from benchlib import Bench, csv_arg
+
 NUM_CPUS = int(os.environ.get("DASK_BENCH_NUM_CPUS", os.environ.get("LURAY_BENCH_NUM_CPUS", "2")))
 SCHEDULER = os.environ.get("DASK_BENCH_SCHEDULER", "threads")
-SYSTEM = "dask"
-failed = []
-
-
-def log(msg):
-    print("[%s-bench] %s" % (SYSTEM, msg), file=sys.stderr, flush=True)
-
-
-def emit(name, value, unit, runs=None, **extra):
-    rec = {"name": name, "value": float("%.6g" % value), "unit": unit}
-    if runs is not None:
-        rec["runs"] = [float("%.6g" % r) for r in runs]
-    rec["system"] = SYSTEM
-    rec.update(extra)
-    print(json.dumps(rec), flush=True)
-
-
-def timed(name, fn):
-    """A warm-up call of fn, then RUNS timed calls; returns the list of seconds."""
-    log(name + ": warm-up")
-    fn()
-    runs = []
-    for _ in range(RUNS):
-        t0 = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t0)
-    return runs
+bench = Bench("dask")
 
 
 def pipeline(path, blocksize, out_root):
@@ -88,12 +60,8 @@ def start_scheduler():
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: data_dask.py CSV", file=sys.stderr)
-        return 2
-    path = sys.argv[1]
-    if not os.path.isfile(path):
-        print("data_dask.py: no such file: %s" % path, file=sys.stderr)
+    path = csv_arg("data_dask.py")
+    if path is None:
         return 2
     nbytes = os.path.getsize(path)
     blocksize = int(os.environ.get("DASK_BENCH_BLOCKSIZE", "0") or 0) or \
@@ -102,35 +70,26 @@ def main():
     out_root = tempfile.mkdtemp(prefix="bench-dask-")
     extra = {"cpus": NUM_CPUS, "scheduler": SCHEDULER, "blocksize": blocksize,
              "file_bytes": nbytes}
-    try:
-        try:
-            runs = timed("csv_pipeline_seconds", lambda: pipeline(path, blocksize, out_root))
-            value = statistics.median(runs)
-            log("csv_pipeline_seconds: %.4f s" % value)
-            emit("csv_pipeline_seconds", value, "s", runs, **extra)
-        except Exception as e:  # one broken figure must not hide the others
-            log("csv_pipeline_seconds: FAILED: %r" % e)
-            failed.append("csv_pipeline_seconds")
 
-        try:
-            runs = timed("csv_parse_mb_per_s",
-                         lambda: len(dd.read_csv(path, blocksize=blocksize)))
-            rates = [nbytes / 1e6 / s / NUM_CPUS for s in runs]
-            value = statistics.median(rates)
-            log("csv_parse_mb_per_s: %.4g MB/s per core" % value)
-            emit("csv_parse_mb_per_s", value, "MB/s", rates, per_core=True, **extra)
-        except Exception as e:
-            log("csv_parse_mb_per_s: FAILED: %r" % e)
-            failed.append("csv_parse_mb_per_s")
+    def run_pipeline():
+        runs = bench.timed("csv_pipeline_seconds", lambda: pipeline(path, blocksize, out_root))
+        bench.seconds("csv_pipeline_seconds", runs, **extra)
+
+    def run_parse():
+        runs = bench.timed("csv_parse_mb_per_s",
+                           lambda: len(dd.read_csv(path, blocksize=blocksize)))
+        rates = [nbytes / 1e6 / s / NUM_CPUS for s in runs]
+        bench.mb_per_s_per_core("csv_parse_mb_per_s", rates, **extra)
+
+    try:
+        bench.figure("csv_pipeline_seconds", run_pipeline)
+        bench.figure("csv_parse_mb_per_s", run_parse)
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
         if client is not None:
             client.close()
             cluster.close()
-    if failed:
-        log("FAILED: " + " ".join(failed))
-        return 1
-    return 0
+    return bench.exit_code()
 
 
 if __name__ == "__main__":

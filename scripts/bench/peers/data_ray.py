@@ -18,59 +18,22 @@ Usage: data_ray.py CSV    Env: RAY_BENCH_NUM_CPUS (default 2), LURAY_BENCH_SCALE
 multiplier of map_batches, default 1), LURAY_BENCH_RUNS (timed runs after a warm-up, default 3),
 RAY_BENCH_SHUFFLE (a ray.data.context.ShuffleStrategy value, or "default").
 """
-import json
 import logging
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from benchlib import Bench, csv_arg
+
 NUM_CPUS = int(os.environ.get("RAY_BENCH_NUM_CPUS", os.environ.get("LURAY_BENCH_NUM_CPUS", "2")))
 SCALE = float(os.environ.get("LURAY_BENCH_SCALE", "1") or 1)
-RUNS = max(3, int(os.environ.get("LURAY_BENCH_RUNS", "3") or 3))
-SYSTEM = "ray"
-failed = []
-
-
-def log(msg):
-    print("[%s-bench] %s" % (SYSTEM, msg), file=sys.stderr, flush=True)
-
-
-def emit(name, value, unit, runs=None, **extra):
-    rec = {"name": name, "value": float("%.6g" % value), "unit": unit}
-    if runs is not None:
-        rec["runs"] = [float("%.6g" % r) for r in runs]
-    rec["system"] = SYSTEM
-    rec.update(extra)
-    print(json.dumps(rec), flush=True)
-
-
-def timed(name, fn):
-    """A warm-up call of fn, then RUNS timed calls; returns the list of seconds."""
-    log(name + ": warm-up")
-    fn()
-    runs = []
-    for _ in range(RUNS):
-        t0 = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t0)
-    return runs
-
-
-def figure(name, fn):
-    """Runs one figure; a failure is logged and counted so it does not hide the others."""
-    try:
-        fn()
-    except Exception as e:
-        log("%s: FAILED: %r" % (name, e))
-        failed.append(name)
+bench = Bench("ray")
 
 
 HAS_EXPRESSIONS = hasattr(ray.data.Dataset, "with_column")
@@ -113,23 +76,18 @@ def csv_figures(path, shuffle):
     api = "expressions" if HAS_EXPRESSIONS else "map_batches(pyarrow)"
     try:
         def run_pipeline():
-            runs = timed("csv_pipeline_seconds", lambda: pipeline(path, out_root))
-            value = statistics.median(runs)
-            log("csv_pipeline_seconds: %.4f s" % value)
-            emit("csv_pipeline_seconds", value, "s", runs, cpus=NUM_CPUS, api=api,
-                 shuffle=shuffle, group_partitions=GROUP_PARTITIONS, file_bytes=nbytes)
-        figure("csv_pipeline_seconds", run_pipeline)
+            runs = bench.timed("csv_pipeline_seconds", lambda: pipeline(path, out_root))
+            bench.seconds("csv_pipeline_seconds", runs, cpus=NUM_CPUS, api=api, shuffle=shuffle,
+                          group_partitions=GROUP_PARTITIONS, file_bytes=nbytes)
+        bench.figure("csv_pipeline_seconds", run_pipeline)
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
 
     def run_parse():
-        runs = timed("csv_parse_mb_per_s", lambda: ray.data.read_csv(path).count())
+        runs = bench.timed("csv_parse_mb_per_s", lambda: ray.data.read_csv(path).count())
         rates = [nbytes / 1e6 / s / NUM_CPUS for s in runs]
-        value = statistics.median(rates)
-        log("csv_parse_mb_per_s: %.4g MB/s per core" % value)
-        emit("csv_parse_mb_per_s", value, "MB/s", rates, per_core=True, cpus=NUM_CPUS,
-             file_bytes=nbytes)
-    figure("csv_parse_mb_per_s", run_parse)
+        bench.mb_per_s_per_core("csv_parse_mb_per_s", rates, cpus=NUM_CPUS, file_bytes=nbytes)
+    bench.figure("csv_parse_mb_per_s", run_parse)
 
 
 def map_batches_figure():
@@ -150,21 +108,15 @@ def map_batches_figure():
             raise RuntimeError("map_batches lost rows")
         del out
 
-    runs = timed("map_batches_mb_per_s", run)
+    runs = bench.timed("map_batches_mb_per_s", run)
     rates = [in_mb / s / NUM_CPUS for s in runs]
-    value = statistics.median(rates)
-    log("map_batches_mb_per_s: %.4g MB/s per core" % value)
-    emit("map_batches_mb_per_s", value, "MB/s", rates, per_core=True, cpus=NUM_CPUS,
-         rows=rows, blocks=blocks, input_bytes=rows * 16, expr="x * 2 + y")
+    bench.mb_per_s_per_core("map_batches_mb_per_s", rates, cpus=NUM_CPUS, rows=rows,
+                            blocks=blocks, input_bytes=rows * 16, expr="x * 2 + y")
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: data_ray.py CSV", file=sys.stderr)
-        return 2
-    path = sys.argv[1]
-    if not os.path.isfile(path):
-        print("data_ray.py: no such file: %s" % path, file=sys.stderr)
+    path = csv_arg("data_ray.py")
+    if path is None:
         return 2
     ray.init(num_cpus=NUM_CPUS, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
@@ -176,13 +128,10 @@ def main():
     try:
         shuffle = set_shuffle(ctx)
         csv_figures(path, shuffle)
-        figure("map_batches_mb_per_s", map_batches_figure)
+        bench.figure("map_batches_mb_per_s", map_batches_figure)
     finally:
         ray.shutdown()
-    if failed:
-        log("FAILED: " + " ".join(failed))
-        return 1
-    return 0
+    return bench.exit_code()
 
 
 if __name__ == "__main__":
