@@ -84,7 +84,8 @@ $(BUILD)/share/luray/lua/%: lualib/%
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB) $$(call PLUGIN_C,$$(word 2,$$(subst _, ,$$*)))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iplugins -o $@ $(filter %.c,$^) $(CORE_LIB) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iplugins -o $@ $(filter %.c,$^) $(CORE_LIB) $(LDFLAGS) $(LIBS) \
+		$(PLUGIN_LIBS_$(word 2,$(subst _, ,$*))) -lcmocka
 
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c $(wildcard include/luray/*.h)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,28 @@
+/* Optimizer update kernels, in place over contiguous float32 parameters, with PyTorch's
+ * definitions of SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW. */
+#ifndef LURAY_NN_OPTIM_H
+#define LURAY_NN_OPTIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    float lr, momentum, dampening, weight_decay;
+    bool nesterov;
+} nn_sgd_opts_t;
+
+/* One step for n parameters p with gradient g. buf is the momentum buffer (NULL when momentum
+ * is 0); on the first step (first) it is set to the gradient, as PyTorch does. */
+void nn_sgd_step(float *p, const float *g, float *buf, int64_t n, const nn_sgd_opts_t *o,
+                 bool first);
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    bool decoupled; /* AdamW: decay the weights directly instead of adding to the gradient */
+} nn_adam_opts_t;
+
+/* One step (step counts from 1) with first and second moment buffers m and v. */
+void nn_adam_step(float *p, const float *g, float *m, float *v, int64_t n, int64_t step,
+                  const nn_adam_opts_t *o);
+
+#endif
