@@ -696,6 +696,8 @@ void node_on_done(node_t *n, proc_t *p, luray_rd_t *r)
                 break;
             }
     }
+    if (!t && !a && !p->task && p->kind == LURAY_PROC_WORKER)
+        return; /* a call that finished as its actor was killed: its caller was already told */
     if (!t)
         return node_count_bad(n, "DONE (not this worker's task)");
 
