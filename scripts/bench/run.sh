@@ -134,6 +134,10 @@ else
     failed+=(data)
 fi
 
+# Train: the nn MLP step and the allreduce between two workers.
+run_group nn
+run_group allreduce
+
 # The multi-node rows, on a three-node cluster of their own (cluster.sh starts and stops it).
 log "== cluster.sh"
 t0=$SECONDS

@@ -84,6 +84,18 @@ if [ -n "$data_csv" ]; then
     done
 fi
 
+if ! python3 -c "import torch" 2>/dev/null; then
+    log "installing PyTorch (CPU) with pip for the nn peer"
+    python3 -m pip install --quiet torch >&2 || true
+fi
+if python3 -c "import torch" 2>/dev/null; then
+    log "torch: scripts/bench/peers/nn_torch.py"
+    timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/nn_torch.py" >> "$tmp/others.jsonl" \
+        || { log "torch bench reported failures"; status=1; }
+else
+    log "torch is missing and could not be installed: its rows stay empty"
+fi
+
 cat "$tmp/luray.jsonl" "$tmp/ray.jsonl" "$tmp/others.jsonl" > "$tmp/all.jsonl"
 [ -n "$out" ] && cp "$tmp/all.jsonl" "$out"
 
@@ -97,8 +109,9 @@ CANON = ["memcpy_gigabytes", "single_client_tasks_sync", "single_client_tasks_as
          "single_client_wait_1k_refs", "placement_group_create_removal", "cold_run_seconds",
          "idle_node_rss_mb", "idle_worker_rss_mb", "multi_node_tasks_async",
          "object_transfer_gigabytes", "node_death_detection_seconds", "csv_pipeline_seconds",
-         "csv_parse_mb_per_s", "map_batches_mb_per_s", "data_streaming_peak_rss_mb"]
-OTHERS = ["pandas", "dask"]
+         "csv_parse_mb_per_s", "map_batches_mb_per_s", "data_streaming_peak_rss_mb",
+         "mlp_train_samples_per_s", "xgboost_train_seconds", "allreduce_10mb_ms"]
+OTHERS = ["pandas", "dask", "torch", "xgboost"]
 rows, seen = {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
