@@ -23,20 +23,7 @@ local function is_tensor(v)
     return type(v) == "userdata" and mt ~= nil and mt.__name == "luray.Tensor"
 end
 
-local function check_keys(opts, allowed, where)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
-    for k in pairs(opts) do
-        if not allowed[k] then
-            local names = {}
-            for n in pairs(allowed) do names[#names + 1] = n end
-            table.sort(names)
-            error(fmt("%s: unknown option '%s' (expected one of: %s)", where, tostring(k),
-                table.concat(names, ", ")), 3)
-        end
-    end
-    return opts
-end
+local check_keys = require("luray._opts").check
 
 local function check_fn(fn, where)
     if type(fn) ~= "function" then

@@ -128,20 +128,7 @@ local function shape_args(...)
     return shape, nil
 end
 
-local function check_opts(opts, allowed, where)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
-    for k in pairs(opts) do
-        if not allowed[k] then
-            local names = {}
-            for n in pairs(allowed) do names[#names + 1] = n end
-            table.sort(names)
-            error(fmt("%s: unknown option '%s' (expected one of: %s)", where, tostring(k),
-                table.concat(names, ", ")), 3)
-        end
-    end
-    return opts
-end
+local check_opts = require("luray._opts").check
 
 local DTYPES = { float32 = true, float64 = true, int32 = true, int64 = true, uint8 = true,
     bool = true }
