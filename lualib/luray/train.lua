@@ -103,11 +103,12 @@ function W.join(self, spec)
     return true
 end
 
-function W.run(self, shards, resume)
+function W.run(self, shards, resume, prepared)
     local config = self.config
     context = setmetatable({
         world_size = self.world, world_rank = self.rank, local_rank = self.rank,
         group = self.group, shards = shards, reports = {}, resume = resume,
+        prepared = prepared,
     }, Context)
     local ok, err = pcall(function()
         if config.train_loop then
@@ -243,10 +244,12 @@ function Trainer:fit()
     local shards = shards_of(self)
     local history, checkpoint = {}, nil
     while true do
+        local fw = frameworks[cfg.framework]
+        local prepared = fw and fw.prepare and fw.prepare(self) or nil
         local workers = start_workers(self)
         local runs = {}
         local resume = checkpoint and { checkpoint = checkpoint, epoch = #history } or nil
-        for i, w in ipairs(workers) do runs[i] = w.run:remote(shards[i], resume) end
+        for i, w in ipairs(workers) do runs[i] = w.run:remote(shards[i], resume, prepared) end
         local ok, res = pcall(luray.get, runs)
         if not ok then
             -- The first error in rank order may be a survivor's (its collective call saw the
@@ -260,6 +263,7 @@ function Trainer:fit()
                 end
             end
         end
+        self.tracker = nil -- the framework's helper process for this attempt, if any
         if ok then
             for _, w in ipairs(workers) do pcall(function() luray.get(w.leave:remote()) end) end
             stop_workers(workers)
@@ -306,6 +310,7 @@ function M.load(path)
 end
 
 frameworks.nn = require("luray.train.nn")
+frameworks.xgboost = require("luray.train.xgboost")
 
 M.Context = Context
 return M

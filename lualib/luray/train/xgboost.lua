@@ -1,0 +1,147 @@
+-- The Trainer's "xgboost" framework: each worker builds a DMatrix from its shard's blocks (no
+-- row-by-row copy), the workers boost together through xgboost's own collective (rabit) with a
+-- tracker the driver runs, and rank 0 writes the model as xgboost's JSON.
+local data = require("luray.data")
+
+local F = {}
+local fmt = string.format
+
+function F.check(cfg)
+    if type(cfg.params) ~= "table" then
+        error("train.Trainer: framework 'xgboost' needs params = {objective = ..., ...}", 3)
+    end
+    if math.type(cfg.num_boost_round) ~= "integer" or cfg.num_boost_round < 1 then
+        error("train.Trainer: num_boost_round must be an integer >= 1", 3)
+    end
+    if type(cfg.label_column) ~= "string" then
+        error("train.Trainer: label_column must name a column", 3)
+    end
+    if cfg.datasets == nil or cfg.datasets.train == nil then
+        error("train.Trainer: datasets.train is needed", 3)
+    end
+end
+
+-- On the driver, before the workers start: a tracker for num_workers > 1. What it returns
+-- reaches every worker's loop as ctx.prepared.
+function F.prepare(trainer)
+    if trainer.num_workers < 2 then return nil end
+    local xgb = require("luray.xgboost")
+    local t = xgb.tracker(trainer.num_workers, "127.0.0.1")
+    trainer.tracker = t -- kept alive (and serving) while the fit runs
+    return { host = t.host, port = t.port }
+end
+
+local function features_of(cfg, shard)
+    if cfg.feature_columns then return cfg.feature_columns end
+    local schema = shard:schema()
+    if schema == nil then error("train: the training shard is empty", 0) end
+    local out = {}
+    for _, n in ipairs(schema.names) do
+        if n ~= cfg.label_column then out[#out + 1] = n end
+    end
+    return out
+end
+
+local function write_file(path, bytes)
+    local f, err = io.open(path, "wb")
+    if not f then error("train: cannot write " .. tostring(err), 0) end
+    f:write(bytes)
+    f:close()
+end
+
+local function json_list(list)
+    local parts = {}
+    for i, s in ipairs(list) do parts[i] = fmt("%q", s) end
+    return "[" .. table.concat(parts, ",") .. "]"
+end
+
+local function save(cfg, booster, features, rounds)
+    local C = data.C
+    local dir = cfg.checkpoint and cfg.checkpoint.dir
+    if not dir then return nil end
+    assert(C.mkdirs(dir))
+    local final = fmt("%s/round_%06d", dir, rounds)
+    local tmp = final .. ".tmp"
+    os.execute(fmt("rm -rf '%s'", tmp))
+    assert(C.mkdirs(tmp))
+    booster:save(tmp .. "/model.json")
+    write_file(tmp .. "/luray_checkpoint.json", fmt(
+        '{"framework": "xgboost", "epoch": %d, "label_column": %q, "feature_columns": %s}\n',
+        rounds, cfg.label_column, json_list(features)))
+    os.execute(fmt("rm -rf '%s'", final))
+    assert(os.rename(tmp, final))
+    return final
+end
+
+-- The last value of each metric of each evaluation set.
+local function last_metrics(history, out)
+    for set, metrics in pairs(history or {}) do
+        for m, values in pairs(metrics) do out[set .. "_" .. m] = values[#values] end
+    end
+    return out
+end
+
+function F.loop(cfg, ctx)
+    local xgb = require("luray.xgboost")
+    local shard = ctx.shards.train
+    local features = features_of(cfg, shard)
+    local share = cfg.scaling and cfg.scaling.resources_per_worker and
+        cfg.scaling.resources_per_worker.CPU or 1
+    local params = {}
+    for k, v in pairs(cfg.params) do params[k] = v end
+    if params.nthread == nil then params.nthread = math.max(1, math.floor(share)) end
+    local function fit()
+        local dtrain = xgb.DMatrix(shard, { label = cfg.label_column, features = features })
+        local evals = { { dtrain, "train" } }
+        if ctx.shards.valid then
+            evals[2] = { xgb.DMatrix(ctx.shards.valid, { label = cfg.label_column,
+                features = features }), "valid" }
+        end
+        local booster, history = xgb.train(params, dtrain, cfg.num_boost_round, { evals = evals })
+        local metrics = last_metrics(history, { epoch = cfg.num_boost_round,
+            rounds = booster:num_boosted_rounds() })
+        local ckpt
+        if ctx.world_rank == 0 then ckpt = save(cfg, booster, features, cfg.num_boost_round) end
+        return metrics, ckpt, booster:save_raw()
+    end
+    local metrics, ckpt, raw
+    if ctx.prepared then
+        metrics, ckpt, raw = xgb.collective({ tracker_uri = ctx.prepared.host,
+            tracker_port = ctx.prepared.port, task_id = tostring(ctx.world_rank),
+            world_size = ctx.world_size }, fit)
+    else
+        metrics, ckpt, raw = fit()
+    end
+    -- Equal on every rank exactly when the boosters are.
+    local h = 0
+    for i = 1, #raw do h = (h * 31 + raw:byte(i)) % 4294967296 end
+    metrics.model_checksum = fmt("%d:%d", #raw, h)
+    require("luray.train").report(metrics, { checkpoint = ckpt })
+end
+
+-- Boosting is not resumed from a checkpoint (that needs each round's state, not only the
+-- model): after a lost worker the fit starts again from the first round.
+function F.latest(cfg)
+    return nil
+end
+
+local Model = {}
+Model.__index = Model
+
+function F.load(path, text)
+    local xgb = require("luray.xgboost")
+    local features = {}
+    local body = text:match('"feature_columns"%s*:%s*(%b[])') or "[]"
+    for s in body:gmatch('"([^"]*)"') do features[#features + 1] = s end
+    return setmetatable({ framework = "xgboost", path = path, feature_columns = features,
+        booster = xgb.load(path .. "/model.json") }, Model)
+end
+
+-- One prediction per row: a number (binary, regression) or a list (multi-class).
+function Model:predict(input)
+    local out = self.booster:predict(input, { features = self.feature_columns })
+    local t = out:totable()
+    return t
+end
+
+return F
