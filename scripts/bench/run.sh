@@ -137,6 +137,7 @@ fi
 # Train: the nn MLP step and the allreduce between two workers.
 run_group nn
 run_group allreduce
+run_group xgb
 
 # The multi-node rows, on a three-node cluster of their own (cluster.sh starts and stops it).
 log "== cluster.sh"

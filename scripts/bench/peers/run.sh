@@ -96,6 +96,18 @@ else
     log "torch is missing and could not be installed: its rows stay empty"
 fi
 
+if ! python3 -c "import xgboost, numpy" 2>/dev/null; then
+    log "installing the xgboost Python package with pip for the xgboost peer"
+    python3 -m pip install --quiet xgboost numpy >&2 || true
+fi
+if python3 -c "import xgboost, numpy" 2>/dev/null; then
+    log "xgboost: scripts/bench/peers/xgb_python.py"
+    timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/xgb_python.py" >> "$tmp/others.jsonl" \
+        || { log "xgboost bench reported failures"; status=1; }
+else
+    log "the xgboost Python package is missing and could not be installed: its rows stay empty"
+fi
+
 cat "$tmp/luray.jsonl" "$tmp/ray.jsonl" "$tmp/others.jsonl" > "$tmp/all.jsonl"
 [ -n "$out" ] && cp "$tmp/all.jsonl" "$out"
 
@@ -111,7 +123,7 @@ CANON = ["memcpy_gigabytes", "single_client_tasks_sync", "single_client_tasks_as
          "object_transfer_gigabytes", "node_death_detection_seconds", "csv_pipeline_seconds",
          "csv_parse_mb_per_s", "map_batches_mb_per_s", "data_streaming_peak_rss_mb",
          "mlp_train_samples_per_s", "xgboost_train_seconds", "allreduce_10mb_ms"]
-OTHERS = ["pandas", "dask", "torch", "xgboost"]
+OTHERS = ["pandas", "dask", "torch", "xgboost-python"]
 rows, seen = {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
