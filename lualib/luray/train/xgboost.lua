@@ -106,9 +106,11 @@ function F.loop(cfg, ctx)
     end
     local metrics, ckpt, raw
     if ctx.prepared then
+        -- rabit_timeout: a worker whose peer died fails after a minute instead of waiting for
+        -- ever, so the Trainer can start the group again.
         metrics, ckpt, raw = xgb.collective({ tracker_uri = ctx.prepared.host,
             tracker_port = ctx.prepared.port, task_id = tostring(ctx.world_rank),
-            world_size = ctx.world_size }, fit)
+            world_size = ctx.world_size, rabit_timeout = 1, rabit_timeout_sec = 60 }, fit)
     else
         metrics, ckpt, raw = fit()
     end
