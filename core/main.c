@@ -63,7 +63,12 @@ static const char usage_main[] =
     "  LURAY_HISTORY      the REPL's history file (default ~/.luray_history)\n"
     "  LURAY_PLUGIN_PATH  folders searched for plugins before the install's own (colon-separated)\n"
     "  LURAY_EMBEDDED     'process' runs an embedded cluster's node as a child process\n"
-    "                     (default: a thread of the driver)\n";
+    "                     (default: a thread of the driver)\n"
+    "  LURAY_DATA_PROGRESS  1 or 0: luray.data's progress line on stderr (default: when a terminal)\n"
+    "  LURAY_NN_THREADS   BLAS threads of luray.nn (default 2)\n"
+    "\n"
+    "libraries for scripts: luray.data (datasets), luray.nn (neural networks), luray.train\n"
+    "  (data-parallel Trainer), luray.xgboost; see docs/data.md, docs/nn.md, docs/train.md\n";
 
 static const char usage_run[] =
     "usage: luray run [OPTIONS] SCRIPT.lua [ARGS...]\n"
