@@ -21,20 +21,7 @@ end
 M.is_dmatrix = is_dmatrix
 M.is_booster = is_booster
 
-local function check_keys(opts, allowed, where)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
-    for k in pairs(opts) do
-        if not allowed[k] then
-            local names = {}
-            for n in pairs(allowed) do names[#names + 1] = n end
-            table.sort(names)
-            error(fmt("%s: unknown option %s (known: %s)", where, tostring(k),
-                table.concat(names, ", ")), 3)
-        end
-    end
-    return opts
-end
+local check_keys = require("luray._opts").check
 
 -- A batch of columns: a Data Batch (ordered names), a plain {name = Column} table (names
 -- sorted) or a Block. Returns names and a name -> Column lookup.

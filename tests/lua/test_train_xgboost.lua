@@ -6,23 +6,9 @@ local data = require("luray.data")
 local train = require("luray.train")
 luray.init{num_cpus = 2, object_store_memory = 256 * 1024 * 1024}
 
-local base = os.tmpname()
-os.remove(base)
-assert(data.C.mkdirs(base))
-
-local function separable(n, seed)
-    local s = seed
-    local function rnd()
-        s = (s * 1103515245 + 12345) % 2147483648
-        return s / 2147483648 * 2 - 1
-    end
-    local rows = {}
-    for i = 1, n do
-        local a, b = rnd(), rnd()
-        rows[i] = {x1 = a, x2 = b, label = (a + b > 0) and 1 or 0}
-    end
-    return data.from_items(rows)
-end
+local helpers = require("train_helpers")
+local base = helpers.folder()
+local separable = helpers.separable
 
 local function fit(n)
     return train.Trainer{
@@ -59,5 +45,5 @@ t.test("framework-specific fields are checked", function()
         label_column = "label", datasets = {train = separable(10, 1)}} end, "num_boost_round")
 end)
 
-os.execute("rm -rf '" .. base .. "'")
+helpers.cleanup(base)
 t.done()

@@ -4,6 +4,7 @@
 local luray = require("luray")
 local data = require("luray.data")
 local core = require("luray.core")
+local common = require("luray.train.common")
 
 local F = {}
 local fmt = string.format
@@ -28,17 +29,6 @@ function F.check(cfg)
     if cfg.datasets == nil or cfg.datasets.train == nil then
         error("train.Trainer: datasets.train is needed", 3)
     end
-end
-
-local function features_of(cfg, shard)
-    if cfg.feature_columns then return cfg.feature_columns end
-    local schema = shard:schema()
-    if schema == nil then error("train: the training shard is empty", 0) end
-    local out = {}
-    for _, n in ipairs(schema.names) do
-        if n ~= cfg.label_column then out[#out + 1] = n end
-    end
-    return out
 end
 
 -- The batch's features as an nn tensor [B, F].
@@ -103,39 +93,20 @@ local function evaluate(nn, model, shard, features, cfg, lossfn)
     return s, n, c
 end
 
-local function write_file(path, bytes)
-    local f, err = io.open(path, "wb")
-    if not f then error("train: cannot write " .. tostring(err), 0) end
-    f:write(bytes)
-    f:close()
-end
-
-local function json_list(list)
-    local parts = {}
-    for i, s in ipairs(list) do parts[i] = fmt("%q", s) end
-    return "[" .. table.concat(parts, ",") .. "]"
-end
-
 -- Rank 0's checkpoint of an epoch: <dir>/epoch_NNNNNN/{model.safetensors, model.luray,
--- luray_checkpoint.json}; the folder appears whole (written under a temporary name, renamed).
+-- luray_checkpoint.json}.
 local function save(cfg, model, features, epoch)
     local coll = require("luray._plugin.collective")
-    local C = data.C
-    local dir = cfg.checkpoint.dir
-    assert(C.mkdirs(dir))
-    local final = fmt("%s/epoch_%06d", dir, epoch)
-    local tmp = final .. ".tmp"
-    os.execute(fmt("rm -rf '%s'", tmp)) -- a half-written folder of a worker that died
-    assert(C.mkdirs(tmp))
-    coll.save_safetensors(tmp .. "/model.safetensors", model:state_dict(),
-        { framework = "luray.nn", epoch = tostring(epoch) })
-    write_file(tmp .. "/model.luray", core.encode(cfg.model))
-    write_file(tmp .. "/luray_checkpoint.json", fmt(
-        '{"framework": "nn", "epoch": %d, "label_column": %q, "feature_columns": %s, ' ..
-        '"loss": %q}\n', epoch, cfg.label_column, json_list(features), cfg.loss))
-    os.execute(fmt("rm -rf '%s'", final))
-    assert(os.rename(tmp, final))
-    return final
+    return common.save_checkpoint(cfg.checkpoint.dir, fmt("epoch_%06d", epoch), {
+        framework = "nn", epoch = epoch, label_column = cfg.label_column,
+        feature_columns = features, loss = cfg.loss,
+    }, function(tmp)
+        coll.save_safetensors(tmp .. "/model.safetensors", model:state_dict(),
+            { framework = "luray.nn", epoch = tostring(epoch) })
+        local f = assert(io.open(tmp .. "/model.luray", "wb"))
+        f:write(core.encode(cfg.model))
+        f:close()
+    end)
 end
 
 local function load_weights(model, path)
@@ -164,7 +135,7 @@ function F.loop(cfg, ctx)
     local opt = nn.optim[o.name](params, oopts)
     local lossfn = nn[cfg.loss]
     local shard = ctx.shards.train
-    local features = features_of(cfg, shard)
+    local features = common.features(cfg, shard)
     local every = cfg.checkpoint and (cfg.checkpoint.every_epochs or 1)
     for epoch = start + 1, cfg.epochs or 1 do
         model:train()
@@ -234,13 +205,6 @@ end
 local Model = {}
 Model.__index = Model
 
-local function json_strings(text, key)
-    local body = text:match('"' .. key .. '"%s*:%s*(%b[])')
-    local out = {}
-    for s in (body or ""):gmatch('"([^"]*)"') do out[#out + 1] = s end
-    return out
-end
-
 function F.load(path, text)
     local nn = require("luray.nn")
     local f = io.open(path .. "/model.luray", "rb")
@@ -251,7 +215,7 @@ function F.load(path, text)
     load_weights(model, path)
     model:eval()
     return setmetatable({ framework = "nn", model = model, path = path,
-        feature_columns = json_strings(text, "feature_columns"),
+        feature_columns = common.feature_columns(text),
         label_column = text:match('"label_column"%s*:%s*"([^"]*)"') }, Model)
 end
 

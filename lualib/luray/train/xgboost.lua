@@ -1,7 +1,7 @@
 -- The Trainer's "xgboost" framework: each worker builds a DMatrix from its shard's blocks (no
 -- row-by-row copy), the workers boost together through xgboost's own collective (rabit) with a
 -- tracker the driver runs, and rank 0 writes the model as xgboost's JSON.
-local data = require("luray.data")
+local common = require("luray.train.common")
 
 local F = {}
 local fmt = string.format
@@ -31,46 +31,13 @@ function F.prepare(trainer)
     return { host = t.host, port = t.port }
 end
 
-local function features_of(cfg, shard)
-    if cfg.feature_columns then return cfg.feature_columns end
-    local schema = shard:schema()
-    if schema == nil then error("train: the training shard is empty", 0) end
-    local out = {}
-    for _, n in ipairs(schema.names) do
-        if n ~= cfg.label_column then out[#out + 1] = n end
-    end
-    return out
-end
-
-local function write_file(path, bytes)
-    local f, err = io.open(path, "wb")
-    if not f then error("train: cannot write " .. tostring(err), 0) end
-    f:write(bytes)
-    f:close()
-end
-
-local function json_list(list)
-    local parts = {}
-    for i, s in ipairs(list) do parts[i] = fmt("%q", s) end
-    return "[" .. table.concat(parts, ",") .. "]"
-end
-
 local function save(cfg, booster, features, rounds)
-    local C = data.C
     local dir = cfg.checkpoint and cfg.checkpoint.dir
     if not dir then return nil end
-    assert(C.mkdirs(dir))
-    local final = fmt("%s/round_%06d", dir, rounds)
-    local tmp = final .. ".tmp"
-    os.execute(fmt("rm -rf '%s'", tmp))
-    assert(C.mkdirs(tmp))
-    booster:save(tmp .. "/model.json")
-    write_file(tmp .. "/luray_checkpoint.json", fmt(
-        '{"framework": "xgboost", "epoch": %d, "label_column": %q, "feature_columns": %s}\n',
-        rounds, cfg.label_column, json_list(features)))
-    os.execute(fmt("rm -rf '%s'", final))
-    assert(os.rename(tmp, final))
-    return final
+    return common.save_checkpoint(dir, fmt("round_%06d", rounds), {
+        framework = "xgboost", epoch = rounds, label_column = cfg.label_column,
+        feature_columns = features,
+    }, function(tmp) booster:save(tmp .. "/model.json") end)
 end
 
 -- The last value of each metric of each evaluation set.
@@ -84,7 +51,7 @@ end
 function F.loop(cfg, ctx)
     local xgb = require("luray.xgboost")
     local shard = ctx.shards.train
-    local features = features_of(cfg, shard)
+    local features = common.features(cfg, shard)
     local share = cfg.scaling and cfg.scaling.resources_per_worker and
         cfg.scaling.resources_per_worker.CPU or 1
     local params = {}
@@ -132,10 +99,8 @@ Model.__index = Model
 
 function F.load(path, text)
     local xgb = require("luray.xgboost")
-    local features = {}
-    local body = text:match('"feature_columns"%s*:%s*(%b[])') or "[]"
-    for s in body:gmatch('"([^"]*)"') do features[#features + 1] = s end
-    return setmetatable({ framework = "xgboost", path = path, feature_columns = features,
+    return setmetatable({ framework = "xgboost", path = path,
+        feature_columns = common.feature_columns(text),
         booster = xgb.load(path .. "/model.json") }, Model)
 end
 
