@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Data across a real two-node cluster on 127.0.0.1 (TAP): block tasks run on both nodes, a
-# random shuffle, a sort and a groupby move blocks between the nodes' stores, and every row comes
-# out exactly once. Everything runs in a private LURAY_TMPDIR.
+# Data and Train across a real two-node cluster on 127.0.0.1 (TAP): block tasks run on both
+# nodes, a random shuffle, a sort and a groupby move blocks between the nodes' stores, and every
+# row comes out exactly once; the Trainer runs one worker on each node (nn over the tcp ring,
+# xgboost over rabit) and they end identical. Everything runs in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
@@ -96,6 +97,44 @@ EOF
 L run "$work/csv.lua"
 check "a CSV read in byte ranges on both nodes and written back reads the same" \
     bash -c "[ $rc = 0 ] && grep -q 'csv ok true 2' '$out'"
+
+cat >"$work/train.lua" <<'EOF'
+local data = require("luray.data")
+local train = require("luray.train")
+local rows, s = {}, 5
+local function rnd() s = (s * 1103515245 + 12345) % 2147483648 return s / 2147483648 * 2 - 1 end
+for i = 1, 4000 do
+    local a, b = rnd(), rnd()
+    rows[i] = {x1 = a, x2 = b, label = (a + b > 0) and 1 or 0}
+end
+local ds = data.from_items(rows)
+-- One worker per node (each has one CPU): gradients cross the nodes over the tcp ring.
+local r = train.Trainer{
+    framework = "nn",
+    model = function()
+        local nn = require("luray.nn")
+        return nn.Sequential{nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2)}
+    end,
+    loss = "cross_entropy", optimizer = {name = "adam", lr = 0.05}, label_column = "label",
+    epochs = 3, batch_size = 64, scaling = {num_workers = 2}, datasets = {train = ds},
+}:fit()
+local a, b = r.reports_by_rank[1], r.reports_by_rank[2]
+assert(r.metrics.accuracy > 0.95, "accuracy " .. r.metrics.accuracy)
+for e = 1, 3 do
+    assert(a[e].metrics.weights_checksum == b[e].metrics.weights_checksum, "weights differ")
+end
+local x = train.Trainer{
+    framework = "xgboost", params = {objective = "binary:logistic", max_depth = 3},
+    num_boost_round = 10, label_column = "label", scaling = {num_workers = 2},
+    datasets = {train = ds},
+}:fit()
+assert(x.reports_by_rank[1][1].metrics.model_checksum ==
+    x.reports_by_rank[2][1].metrics.model_checksum, "boosters differ")
+print("train ok " .. string.format("%.3f", r.metrics.accuracy))
+EOF
+L run "$work/train.lua"
+check "nn and xgboost train with one worker on each node and end identical" \
+    bash -c "[ $rc = 0 ] && grep -q 'train ok' '$out'"
 
 cat >"$work/progress.lua" <<'EOF'
 local data = require("luray.data")
