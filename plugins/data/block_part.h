@@ -6,11 +6,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "luray/rng.h"
+
 #include "dcol.h"
 
-typedef struct {
-    uint64_t s[4];
-} drng_t;
+typedef luray_rng_t drng_t;
 
 void drng_seed(drng_t *r, uint64_t seed);
 uint64_t drng_next(drng_t *r);

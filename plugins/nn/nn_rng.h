@@ -5,9 +5,9 @@
 
 #include <stdint.h>
 
-typedef struct {
-    uint64_t s[4];
-} nn_rng_t;
+#include "luray/rng.h"
+
+typedef luray_rng_t nn_rng_t;
 
 void nn_rng_seed(nn_rng_t *r, uint64_t seed);
 uint64_t nn_rng_next(nn_rng_t *r);
