@@ -5,8 +5,9 @@
 -- the core tensor, `t.grad`, `t.requires_grad`, `t.device`. An op on tensors that require grad
 -- records a node: the backward function and the parents (_a, _b, _c) and whatever it saved (_s1,
 -- _s2). `loss:backward()` walks the nodes in reverse topological order. Every kernel call goes
--- through the backend of the tensors' device: "cpu" is the plugin; a GPU backend registers
--- itself with nn.register_backend (see docs/nn.md for the contract).
+-- through the backend of the tensors' device: "cpu" is the plugin, "cuda" the nn_cuda plugin,
+-- loaded the first time "cuda" is asked for; other backends register with nn.register_backend
+-- (see docs/nn.md for the contract).
 local luray = require("luray")
 local C = require("luray._plugin.nn")
 
@@ -25,18 +26,51 @@ local backends = { cpu = C }
 
 -- Adds the kernels of a device. A backend has every function of the CPU kernel table
 -- (luray._plugin.nn) over its own tensor userdata, plus upload(core) -> device tensor and
--- download(device tensor) -> core tensor.
+-- download(device tensor) -> core tensor (see docs/nn.md).
 function nn.register_backend(name, kernels)
     if type(name) ~= "string" or type(kernels) ~= "table" then
         error("nn.register_backend(name, kernels): expected a string and a table", 2)
     end
     if name == "cpu" then error("nn.register_backend: the cpu backend is built in", 2) end
-    for _, f in ipairs({ "upload", "download", "matmul", "linear" }) do
+    local needed = { "upload", "download" }
+    for f, v in pairs(C) do
+        if type(v) == "function" then needed[#needed + 1] = f end
+    end
+    table.sort(needed)
+    for _, f in ipairs(needed) do
         if type(kernels[f]) ~= "function" then
             error(fmt("nn.register_backend: backend '%s' lacks the function '%s'", name, f), 2)
         end
     end
     backends[name] = kernels
+end
+
+-- The CUDA backend is the nn_cuda plugin, loaded the first time a "cuda" device is asked for
+-- (a process without a GPU never opens CUDA). Why it is not available is remembered, so every
+-- later call fails the same way without trying again.
+local cuda_why, cuda_info
+
+local function load_cuda()
+    if backends.cuda then return true end
+    if cuda_why then return false, cuda_why end
+    local ok, K = pcall(require, "luray._plugin.nn_cuda")
+    if not ok then
+        if tostring(K):find("plugin 'nn_cuda' not found", 1, true) then
+            cuda_why = "no nn CUDA backend is loaded in this process (it needs a GPU and luray "
+                .. "built with CUDA)"
+        else
+            cuda_why = "the nn_cuda plugin does not load: " .. tostring(K)
+        end
+        return false, cuda_why
+    end
+    local up, info = K.init()
+    if not up then
+        cuda_why = info
+        return false, cuda_why
+    end
+    nn.register_backend("cuda", K)
+    cuda_info = info
+    return true
 end
 
 -- "cpu", "cuda" or "cuda:N" (one GPU per process: the index selects nothing yet).
@@ -51,20 +85,50 @@ local function check_device(device, level)
     end
     if not backends[name] then
         if name == "cuda" then
-            error("device 'cuda' is not available: no nn CUDA backend is loaded in this process "
-                .. "(it needs a GPU and luray built with CUDA); use \"cpu\"", level + 1)
+            local ok, why = load_cuda()
+            if not ok then
+                error(fmt("device 'cuda' is not available: %s; use \"cpu\"", why), level + 1)
+            end
+        else
+            error(fmt("unknown device '%s' (expected \"cpu\" or \"cuda\")", device), level + 1)
         end
-        error(fmt("unknown device '%s' (expected \"cpu\" or \"cuda\")", device), level + 1)
     end
     return name
 end
 
 function nn.is_available(device)
+    if device == "cuda" then return (load_cuda()) end
     return backends[device] ~= nil
 end
 
+-- Whether tensors can go to "cuda"; false and why not when they cannot.
 function nn.cuda_available()
-    return backends.cuda ~= nil
+    return load_cuda()
+end
+
+-- The GPU the cuda backend runs on ({name, device, count, compute_capability, total_memory}),
+-- or nil and why there is none.
+function nn.cuda_info()
+    local ok, why = load_cuda()
+    if not ok then return nil, why end
+    if cuda_info == nil and backends.cuda.init then -- registered by someone else
+        local _, info = backends.cuda.init()
+        cuda_info = info
+    end
+    return cuda_info
+end
+
+-- The kernel table of a device ("cpu" or "cuda"), for code that moves data itself (Train's
+-- gradient averaging): upload, download, copy_, ...
+function nn.backend(device)
+    return backends[check_device(device, 2)]
+end
+
+-- Waits for the kernels queued on a device ("cuda" by default): GPU kernels run behind the
+-- Lua code that queued them, so a timing must end with this (or with reading a value).
+function nn.synchronize(device)
+    local K = backends[check_device(device or "cuda", 2)]
+    if K.synchronize then K.synchronize() end
 end
 
 function nn.set_num_threads(n) C.set_num_threads(n) end
@@ -193,15 +257,16 @@ local function as_tensor(v, level)
     return nn.tensor(v)
 end
 
+-- Filled on the device itself: nothing to copy over.
 local function filled(value, where, ...)
     local shape, opts = shape_args(...)
     opts = check_opts(opts, TENSOR_OPTS, where)
     local dtype = check_dtype(opts.dtype, 3) or "float32"
-    local data = C.full(shape, value)
-    if dtype ~= "float32" then data = C.convert(data, dtype) end
-    local t = wrap(data, "cpu", opts.requires_grad)
-    if opts.device and check_device(opts.device, 3) ~= "cpu" then return t:to(opts.device) end
-    return t
+    local device = opts.device and check_device(opts.device, 3) or "cpu"
+    local K = backends[device]
+    local data = K.full(shape, value)
+    if dtype ~= "float32" then data = K.convert(data, dtype) end
+    return wrap(data, device, opts.requires_grad)
 end
 
 function nn.zeros(...) return filled(0, "nn.zeros", ...) end
@@ -550,7 +615,7 @@ local function bw_linear(t, g, owned)
         local out, beta = acc_target(bias, K)
         gb = K.sum_rows(gm, out, beta)
     end
-    if not rawequal(gm, g) then nn._release(gm) end
+    if not rawequal(gm, g) then nn._release(gm, K) end
     return gx, gw, gb
 end
 
@@ -749,10 +814,15 @@ function Tensor:float() return self:to("float32") end
 
 -- ------------------------------------------------------------------ autograd
 
--- Closes a private core tensor now, instead of leaving its buffer to the collector.
+-- Closes a private tensor now, instead of leaving its memory to the collector: a core tensor,
+-- or a device tensor through its backend's release (K, when it is known).
 local close_core = getmetatable(C.full({ 0 }, 0)).__close
-function nn._release(core)
-    if is_core_tensor(core) then close_core(core) end
+function nn._release(data, K)
+    if is_core_tensor(data) then
+        close_core(data)
+    elseif K and K.release then
+        K.release(data)
+    end
 end
 local release = nn._release
 
@@ -788,15 +858,16 @@ end
 
 -- Adds r, the gradient one backward function produced for tensor p, where it belongs: into a
 -- leaf's .grad, or into the pending gradient of an inner node. own says whether r is private
--- (free to change in place, and to close once used).
-local function deliver(grads, owns, p, r, own, K)
+-- (free to change in place, and to close once used). r is on p's device.
+local function deliver(grads, owns, p, r, own)
+    local K = backends[p.device]
     if p._bw == nil then -- a leaf
         local g = p.grad
         if g == nil then
             p.grad = plain(own and r or r:clone(), p.device)
         elseif not rawequal(g.data, r) then -- (a kernel may have accumulated into it already)
             K.axpy_(g.data, r)
-            if own then release(r) end
+            if own then release(r, K) end
         end
         return
     end
@@ -805,10 +876,10 @@ local function deliver(grads, owns, p, r, own, K)
         grads[p], owns[p] = r, own
     elseif owns[p] then
         K.axpy_(e, r)
-        if own and not rawequal(e, r) then release(r) end
+        if own and not rawequal(e, r) then release(r, K) end
     else
         grads[p], owns[p] = K.add(e, r), true
-        if own then release(r) end
+        if own then release(r, K) end
     end
 end
 
@@ -830,6 +901,10 @@ function Tensor:backward(grad, opts)
         seed, seed_own = K.full(self.data:shape(), 1), true
     else
         grad = as_tensor(grad, 2)
+        if grad.device ~= self.device then
+            error(fmt("backward: the gradient is on %s, the tensor on %s", grad.device,
+                self.device), 2)
+        end
         if not K.same_shape(grad.data, self.data) then
             error("backward: the gradient's shape differs from the tensor's", 2)
         end
@@ -838,7 +913,7 @@ function Tensor:backward(grad, opts)
     local order = topo_order(self)
     local grads, owns = { [self] = seed }, { [self] = seed_own }
     if self._bw == nil then -- backward of a leaf: its gradient is the seed
-        deliver(grads, owns, self, seed, seed_own, K)
+        deliver(grads, owns, self, seed, seed_own)
         return
     end
     for i = #order, 1, -1 do
@@ -857,10 +932,10 @@ function Tensor:backward(grad, opts)
             local aliases = (rawequal(ra, g) and 1 or 0) + (rawequal(rb, g) and 1 or 0)
                 + (rawequal(rc, g) and 1 or 0)
             local pass = own and aliases == 1
-            if ra ~= nil then deliver(grads, owns, a, ra, not rawequal(ra, g) or pass, K) end
-            if rb ~= nil then deliver(grads, owns, b, rb, not rawequal(rb, g) or pass, K) end
-            if rc ~= nil then deliver(grads, owns, c, rc, not rawequal(rc, g) or pass, K) end
-            if own and aliases == 0 then release(g) end
+            if ra ~= nil then deliver(grads, owns, a, ra, not rawequal(ra, g) or pass) end
+            if rb ~= nil then deliver(grads, owns, b, rb, not rawequal(rb, g) or pass) end
+            if rc ~= nil then deliver(grads, owns, c, rc, not rawequal(rc, g) or pass) end
+            if own and aliases == 0 then release(g, backends[t.device]) end
         end
     end
     if not opts.retain_graph then
@@ -910,7 +985,9 @@ end
 
 -- The target of an element-wise loss: float32 data on the prediction's device.
 local function target_of(pred, target, where)
-    if type(target) == "number" then return nn.full(pred:shape(), target) end
+    if type(target) == "number" then
+        return nn.full(pred:shape(), target, { device = pred.device })
+    end
     target = as_tensor(target, 3)
     if target.device ~= pred.device then
         error(fmt("%s: prediction and target are on different devices (%s and %s)", where,
@@ -964,6 +1041,7 @@ function nn.accuracy(logits, labels)
     if is_tensor(labels) then labels = labels.data end
     if type(labels) == "table" then labels = luray.tensor(labels, { dtype = "int64" }) end
     local K = backends[logits.device]
+    if K ~= C and is_core_tensor(labels) then labels = K.upload(labels) end
     local eq = K.eq(K.convert(pred.data, "float32"), K.convert(labels, "float32"))
     return K.item(K.sum(eq, nil, false, true))
 end
@@ -1093,15 +1171,12 @@ function Module:load_state_dict(sd, opts)
             if not is_core_tensor(v) then
                 error(fmt("load_state_dict: '%s' is a %s, expected a tensor", name, type(v)), 2)
             end
-            if not C.same_shape(v, p.data) then
+            local K = backends[p.device]
+            if not K.same_shape(v, p.data) then
                 error(fmt("load_state_dict: '%s' has shape {%s}, the model's is {%s}", name,
                     table.concat(v:shape(), ", "), table.concat(p:shape(), ", ")), 2)
             end
-            if p.device == "cpu" then
-                C.copy_(p.data, v)
-            else
-                p.data = backends[p.device].upload(C.convert(v, "float32"))
-            end
+            K.copy_(p.data, v) -- converting the dtype, and across to the device if need be
         end
     end
     if strict and #missing > 0 then
@@ -1238,7 +1313,9 @@ function Dropout:extra_repr() return fmt("p=%g", self.p) end
 function nn.dropout(x, p, training)
     x = as_tensor(x, 2)
     if training == false or p == 0 then return x end
-    return x * plain(C.dropout_mask(default_gen, x.data:shape(), p or 0.5), x.device)
+    local mask = C.dropout_mask(default_gen, x.data:shape(), p or 0.5)
+    if x.device ~= "cpu" then mask = backends[x.device].upload(mask) end
+    return x * plain(mask, x.device)
 end
 
 -- nn.Softmax(dim = -1) / nn.LogSoftmax(dim = -1): along the last dimension.

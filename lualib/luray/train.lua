@@ -5,7 +5,8 @@
 -- framework's loop (or the user's train_loop) on each. The nn loop averages gradients every step,
 -- so every worker holds the same weights; xgboost uses its own collective (rabit), whose tracker
 -- the driver runs. Rank 0 writes checkpoints; a worker lost mid-fit makes the trainer start the
--- group again from the last checkpoint, up to failure.max_failures times.
+-- group again from the last checkpoint, up to failure.max_failures times. With scaling.use_gpu
+-- each worker holds a GPU (the cluster must have them) and the nn loop runs on "cuda".
 local luray = require("luray")
 local data = require("luray.data")
 
@@ -171,7 +172,35 @@ function M.Trainer(cfg)
     if math.type(n) ~= "integer" or n < 1 then
         error("train.Trainer: scaling.num_workers must be an integer >= 1", 2)
     end
+    if scaling.use_gpu ~= nil and type(scaling.use_gpu) ~= "boolean" then
+        error("train.Trainer: scaling.use_gpu must be true or false", 2)
+    end
     return setmetatable({ cfg = cfg, num_workers = n }, Trainer)
+end
+
+-- The GPUs one worker holds: resources_per_worker.GPU, else 1 with use_gpu.
+local function gpus_per_worker(cfg)
+    local scaling = cfg.scaling or {}
+    local res = scaling.resources_per_worker or {}
+    return res.GPU or (scaling.use_gpu and 1 or 0)
+end
+
+-- Workers that ask for GPUs the cluster does not have would never be placed: say so before
+-- starting any.
+local function check_gpus(self)
+    local per = gpus_per_worker(self.cfg)
+    if per <= 0 then return end
+    local have = luray.cluster_resources().GPU or 0
+    local need = per * self.num_workers
+    if have <= 0 then
+        error("train: the workers need GPUs (scaling.use_gpu), but the cluster has no GPU "
+            .. "resources (start its nodes with --num-gpus N, or luray.init{num_gpus = N} for a "
+            .. "local one)", 0)
+    end
+    if have < need then
+        error(fmt("train: %d workers with %g GPU(s) each need %g GPUs, but the cluster has %g",
+            self.num_workers, per, need, have), 0)
+    end
 end
 
 local group_seq = 0
@@ -181,7 +210,7 @@ local function start_workers(self)
     local cfg = self.cfg
     local scaling = cfg.scaling or {}
     local res = scaling.resources_per_worker or {}
-    local opts = { num_cpus = res.CPU or 1, num_gpus = res.GPU or (scaling.use_gpu and 1 or 0),
+    local opts = { num_cpus = res.CPU or 1, num_gpus = gpus_per_worker(cfg),
         max_concurrency = 1, scheduling_strategy = self.num_workers > 1 and "SPREAD" or nil }
     local extra = {}
     for k, v in pairs(res) do
@@ -241,6 +270,7 @@ function Trainer:fit()
     local cfg = self.cfg
     local max_failures = (cfg.failure and cfg.failure.max_failures) or 0
     local failures = 0
+    check_gpus(self)
     local shards = shards_of(self)
     local history, checkpoint = {}, nil
     while true do

@@ -1,6 +1,7 @@
 -- The Trainer's "nn" framework: the data-parallel loop on each worker (gradients averaged every
 -- step), checkpoints (safetensors weights, the model factory, a JSON description) and loading a
--- checkpoint as a model with predict.
+-- checkpoint as a model with predict. With scaling.use_gpu the model and every batch live on
+-- "cuda"; gradients cross to the host for the allreduce, checkpoints are written from the host.
 local luray = require("luray")
 local data = require("luray.data")
 local core = require("luray.core")
@@ -31,28 +32,47 @@ function F.check(cfg)
     end
 end
 
--- The batch's features as an nn tensor [B, F].
-local function inputs(nn, batch, features)
+-- The batch's features as an nn tensor [B, F] on device.
+local function inputs(nn, batch, features, device)
     local only = #features == 1 and batch[features[1]]
     if only and only:type() == "tensor" then
         local t = only:tensor()
         local shape = t:shape()
         local f = 1
         for i = 2, #shape do f = f * shape[i] end
-        return nn.tensor(t:view({ shape[1], f }))
+        return nn.tensor(t:view({ shape[1], f }), { device = device })
     end
-    return nn.tensor(data.C.stack_float32(batch, features))
+    return nn.tensor(data.C.stack_float32(batch, features), { device = device })
 end
 
--- The batch's labels as the loss wants them: class ids for cross_entropy, [B, 1] floats else.
-local function targets(nn, batch, label, loss)
+-- The batch's labels as the loss wants them: class ids for cross_entropy (a core tensor, which
+-- the loss takes on any device), [B, 1] floats on device else.
+local function targets(nn, batch, label, loss, device)
     local col = batch[label]
     if col == nil then error(fmt("train: the batch has no label column '%s'", label), 0) end
     if loss == "cross_entropy" then
         if col:type() ~= "int64" then col = col:astype("int64") end
         return col:tensor()
     end
-    return nn.tensor(data.C.stack_float32(batch, { label }))
+    return nn.tensor(data.C.stack_float32(batch, { label }), { device = device })
+end
+
+-- "cuda" when the trainer asked for GPUs, else "cpu".
+local function device_of(cfg)
+    return cfg.scaling and cfg.scaling.use_gpu and "cuda" or "cpu"
+end
+
+-- Averages a gradient across the workers in place; a device's gradient goes through the host,
+-- where the collective works.
+local function average_grad(nn, group, g)
+    if g.device == "cpu" then
+        group:allreduce(g.data, "mean")
+        return
+    end
+    local K = nn.backend(g.device)
+    local host = K.download(g.data)
+    group:allreduce(host, "mean")
+    K.copy_(g.data, host)
 end
 
 -- Sum of loss * rows, rows, and correct predictions for one batch.
@@ -77,12 +97,13 @@ end
 
 local function evaluate(nn, model, shard, features, cfg, lossfn)
     local s, n, c = 0, 0, 0
+    local device = device_of(cfg)
     if shard == nil then return nil end
     model:eval()
     nn.no_grad(function()
         for batch in shard:iter_batches{ batch_size = cfg.batch_size or 128 } do
-            local x = inputs(nn, batch, features)
-            local y = targets(nn, batch, cfg.label_column, cfg.loss)
+            local x = inputs(nn, batch, features, device)
+            local y = targets(nn, batch, cfg.label_column, cfg.loss, device)
             local out = model(x)
             local l = lossfn(out, y):item()
             local a, b, d = batch_stats(nn, out, y, l, #batch, cfg.loss)
@@ -128,6 +149,9 @@ function F.loop(cfg, ctx)
         load_weights(model, ctx.resume.checkpoint)
         start = ctx.resume.epoch
     end
+    -- Before the optimizer is made, so that its buffers are made on the same device.
+    local device = device_of(cfg)
+    if device ~= "cpu" then model:to(device) end
     local params = model:parameters()
     local o = cfg.optimizer or { name = "sgd", lr = 0.01 }
     local oopts = {}
@@ -141,15 +165,15 @@ function F.loop(cfg, ctx)
         model:train()
         local s, n, c = 0, 0, 0
         for batch in shard:iter_batches{ batch_size = cfg.batch_size or 128 } do
-            local x = inputs(nn, batch, features)
-            local y = targets(nn, batch, cfg.label_column, cfg.loss)
+            local x = inputs(nn, batch, features, device)
+            local y = targets(nn, batch, cfg.label_column, cfg.loss, device)
             local out = model(x)
             local loss = lossfn(out, y)
             opt:zero_grad()
             loss:backward()
             if ctx.world_size > 1 then
                 for _, p in ipairs(params) do
-                    if p.grad then ctx.group:allreduce(p.grad.data, "mean") end
+                    if p.grad then average_grad(nn, ctx.group, p.grad) end
                 end
             end
             opt:step()
