@@ -355,8 +355,13 @@ static int recv_some(luray_client_t *c, int timeout_ms)
         int fd;
         size_t sz = sizeof(fd);
         nn_getsockopt(c->in_sock, NN_SOL_SOCKET, NN_RCVFD, &fd, &sz);
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, timeout_ms);
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = c->watch_fd, .events = POLLIN}};
+        int pr = poll(pfd, c->watch_fd >= 0 ? 2 : 1, timeout_ms);
+        if (pr > 0 && c->watch_fd >= 0 && (pfd[1].revents & (POLLIN | POLLERR | POLLHUP)) &&
+            !(pfd[0].revents & POLLIN)) {
+            c->watch_ready = true;
+            return LURAY_ETIMEDOUT;
+        }
         if ((pr < 0 && errno == EINTR) || (pr == 0 && timeout_ms > 0 && luray_client_interrupt)) {
             luray_client_interrupt = 0;
             return LURAY_EAGAIN;
@@ -429,6 +434,8 @@ static luray_cmsg_t *wait_for(luray_client_t *c, uint16_t type, bool match_req, 
         if (q)
             return q;
         if (satisfied && satisfied(c))
+            return NULL;
+        if (c->watch_ready)
             return NULL;
         int slice = 1000;
         if (deadline >= 0) {
@@ -519,6 +526,18 @@ luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err)
     return wait_for(c, 0, false, 0, timeout_ms, err, NULL);
 }
 
+luray_cmsg_t *luray_client_next_watch(luray_client_t *c, int timeout_ms, int fd, bool *fd_ready,
+                                      int *err)
+{
+    c->watch_fd = fd;
+    c->watch_ready = false;
+    luray_cmsg_t *q = luray_client_next(c, timeout_ms, err);
+    *fd_ready = c->watch_ready;
+    c->watch_fd = -1;
+    c->watch_ready = false;
+    return q;
+}
+
 static char inproc_session[4096], inproc_node[256];
 
 void luray_client_set_inproc(const char *session_dir, const char *inproc_addr)
@@ -537,6 +556,7 @@ int luray_client_connect(luray_client_t *c, const char *session_dir, int kind, u
     memset(c, 0, sizeof(*c));
     c->in_sock = c->out_sock = -1;
     c->shm.fd = -1;
+    c->watch_fd = -1;
     c->kind = kind;
     luray_frame_init(&c->out);
     luray_buf_init(&c->refs);

@@ -64,6 +64,9 @@ typedef struct {
         int sock;
     } direct[16];
     uint32_t n_direct;
+    /* luray_client_next_watch: a descriptor polled beside the inbox, and whether it woke us. */
+    int watch_fd;
+    bool watch_ready;
 } luray_client_t;
 
 typedef struct {
@@ -102,6 +105,10 @@ luray_cmsg_t *luray_client_wait(luray_client_t *c, uint16_t type, uint64_t req, 
                                 int *err);
 /* The next queued or received message, waiting up to timeout_ms. */
 luray_cmsg_t *luray_client_next(luray_client_t *c, int timeout_ms, int *err);
+/* luray_client_next that also returns NULL with *err 0 and *fd_ready true when fd (a plugin's
+ * socket, say) becomes readable before a message arrives. Messages come first. */
+luray_cmsg_t *luray_client_next_watch(luray_client_t *c, int timeout_ms, int fd, bool *fd_ready,
+                                      int *err);
 
 /* Starts or ends handing back pipelined tasks (see `returning`); starting moves the queued ones. */
 void luray_client_set_returning(luray_client_t *c, bool on);

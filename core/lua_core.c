@@ -2,6 +2,7 @@
  * to the node (submit, put, get, wait, ...). lualib/luray.lua builds the public API on top. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -929,13 +930,21 @@ static void push_id_raw(lua_State *L, luray_oid_t id)
 
 /* Decoding failures (a module missing on this worker, say) become the task's error, so the
  * caller gets a TaskError naming the cause instead of a crashed worker. */
-/* core.recv(timeout) -> "exec", task table | "exit" | nil (timeout) | "reply", req, ... */
+/* core.recv(timeout[, fd]) -> "exec", task table | "exit" | nil (timeout) | "reply", req, ...
+ * | "fd" (fd, a descriptor a plugin gave, became readable first) */
 static int l_recv(lua_State *L)
 {
     ctx_t *c = connected(L);
     int timeout = timeout_ms_arg(L, 1);
+    int fd = (int)luaL_optinteger(L, 2, -1);
     int err;
-    luray_cmsg_t *m = luray_client_next(&c->cl, timeout, &err);
+    bool fd_ready = false;
+    luray_cmsg_t *m = fd >= 0 ? luray_client_next_watch(&c->cl, timeout, fd, &fd_ready, &err)
+                              : luray_client_next(&c->cl, timeout, &err);
+    if (!m && fd_ready) {
+        lua_pushliteral(L, "fd");
+        return 1;
+    }
     if (!m) {
         if (err == LURAY_ETIMEDOUT)
             return 0;
@@ -1484,6 +1493,20 @@ static int l_now(lua_State *L)
 }
 
 /* core.start_node(cfg) -> session_dir, pid | nil, err */
+/* `luray serve run` makes its embedded cluster the machine's current one (when none is), so that
+ * `luray serve status` and `luray serve shutdown` in another terminal reach it. */
+static bool g_published;
+
+static void publish_session(const char *dir)
+{
+    char cur[4096], err[256];
+    const char *want = getenv("LURAY_PUBLISH_SESSION");
+    if (!want || strcmp(want, "1") != 0 || luray_session_find(NULL, cur, sizeof(cur), err,
+                                                               sizeof(err)) == 0)
+        return;
+    g_published = luray_session_set_current(dir) == 0;
+}
+
 static int l_start_node(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -1540,6 +1563,7 @@ static int l_start_node(lua_State *L)
             return 2;
         }
         luray_client_set_inproc(dir, inproc);
+        publish_session(dir);
     }
     lua_pushstring(L, dir);
     lua_pushinteger(L, pid);
@@ -1572,6 +1596,9 @@ static int l_reap(lua_State *L)
         g_node_thread = NULL;
         luray_client_set_inproc(NULL, NULL);
         ctx_disconnect(ctx_of(L), false);
+        if (dir && g_published)
+            luray_session_clear_current(dir);
+        g_published = false;
         if (dir)
             luray_session_remove(dir);
         return 0;
@@ -1868,12 +1895,41 @@ static void exe_dir(char *out, size_t len)
     snprintf(out, len, "%s", exe);
 }
 
+/* os.execute and io.popen with SIGCHLD unblocked while they start their child: the driver's
+ * thread blocks SIGCHLD (the embedded node's, see node_thread.c), and a child would inherit
+ * that mask, so a shell it runs would wait forever for its own background jobs. */
+static int spawn_unblocked(lua_State *L)
+{
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &chld, &old);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+static void wrap_spawner(lua_State *L, const char *lib, const char *name)
+{
+    lua_getglobal(L, lib);
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, spawn_unblocked, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 int luray_lua_setup(lua_State *L, const char *extra_path_dir, int config_idx, char *err,
                     size_t errlen)
 {
     if (config_idx)
         config_idx = lua_absindex(L, config_idx);
     luaL_openlibs(L);
+    wrap_spawner(L, "os", "execute");
+    wrap_spawner(L, "io", "popen");
     if (sodium_init() < 0) {
         snprintf(err, errlen, "libsodium failed to initialise");
         return LURAY_EIO;

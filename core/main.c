@@ -49,6 +49,7 @@ static const char usage_main[] =
     "  job                runs drivers on a cluster: submit, status, logs, stop, list\n"
     "                     ('luray job --help')\n"
     "  plugins            lists the plugins found, their versions and ABI, and which are loaded\n"
+    "  serve              HTTP serving: run APP.lua, status, shutdown ('luray serve --help')\n"
     "\n"
     "options of the REPL (as for run): --address HOST:PORT, --num-cpus N, --num-gpus N,\n"
     "  --object-store-memory BYTES, --working-dir DIR, --config FILE.json\n"
@@ -88,6 +89,24 @@ static const char usage_run[] =
     "                              num_gpus, object_store_memory, working_dir); flags override it\n"
     "\n"
     "Exit status: 0 on success, 1 when the script raised (the traceback goes to stderr).\n";
+
+static const char usage_serve[] =
+    "usage: luray serve run [RUN OPTIONS] APP.lua [ARGS...]\n"
+    "       luray serve status [--address HOST:PORT] [--json]\n"
+    "       luray serve shutdown [--address HOST:PORT]\n"
+    "\n"
+    "run: runs APP.lua (a script that calls serve.run) as 'luray run' does, then keeps the\n"
+    "application up until Ctrl-C, SIGTERM or 'luray serve shutdown', and shuts serve down. With\n"
+    "no cluster running it starts an embedded one and makes it this machine's current cluster,\n"
+    "so 'luray serve status' and 'luray serve shutdown' in another terminal reach it.\n"
+    "status: the proxy's address and each deployment's state, replicas and route.\n"
+    "shutdown: stops the proxy (requests in flight are answered first), the replicas and the\n"
+    "controller; a 'luray serve run' waiting on them then ends.\n"
+    "\n"
+    "options:\n"
+    "  --address HOST:PORT         the cluster (default: env LURAY_ADDRESS, else the local one)\n"
+    "  --json                      status as one JSON object\n"
+    "See docs/serve.md.\n";
 
 static const char usage_start[] =
     "usage: luray start --head [OPTIONS]\n"
@@ -598,6 +617,9 @@ static void run_release_signals(void)
     signal(SIGTERM, SIG_DFL);
 }
 
+/* `luray serve run`: after the script, block while serve runs (serve._block). */
+static bool serve_block;
+
 static int cmd_run(int argc, char **argv)
 {
     driver_opts_t o = {0};
@@ -670,6 +692,12 @@ static int cmd_run(int argc, char **argv)
         lua_pushstring(L, argv[i]);
     run_catch_signals(L);
     status = luray_lua_pcall_traceback(L, nargs, 0);
+    if (status == LUA_OK && serve_block) {
+        static const char block[] = "require('luray.serve')._block()";
+        status = luaL_loadbuffer(L, block, sizeof(block) - 1, "=serve");
+        if (status == LUA_OK)
+            status = luray_lua_pcall_traceback(L, 0, 0);
+    }
     int rc = 0;
     if (status != LUA_OK) {
         luray_lua_report(L, status);
@@ -1279,10 +1307,95 @@ static int cmd_worker(void)
     return status == LUA_OK ? 0 : 1;
 }
 
-static int not_in_build(const char *cmd)
+/* The Lua side of `luray serve status|shutdown`: ... is the command, the address (or nil) and
+ * whether to print JSON. */
+static const char serve_cli_chunk[] =
+    "local cmd, address, json = ...\n"
+    "luray.init{address = address or 'auto'}\n"
+    "local serve = require('luray.serve')\n"
+    "if cmd == 'shutdown' then\n"
+    "  local running = next(serve.status().deployments) ~= nil\n"
+    "  serve.shutdown()\n"
+    "  print(running and 'serve: shut down' or 'serve: nothing was running')\n"
+    "  return\n"
+    "end\n"
+    "local st = serve.status()\n"
+    "if json then print(serve.json_encode(st)) return end\n"
+    "if not st.proxy then print('serve: nothing is running') return end\n"
+    "print(string.format('proxy: http://%s:%d (node %s)', st.proxy.host, st.proxy.port,\n"
+    "  st.proxy.node_id))\n"
+    "local names = {}\n"
+    "for n in pairs(st.deployments) do names[#names + 1] = n end\n"
+    "table.sort(names)\n"
+    "print(string.format('%-24s %-10s %-9s %s', 'DEPLOYMENT', 'STATUS', 'REPLICAS', 'ROUTE'))\n"
+    "for _, n in ipairs(names) do\n"
+    "  local d = st.deployments[n]\n"
+    "  print(string.format('%-24s %-10s %-9s %s', n, d.status, d.replicas .. '/' ..\n"
+    "    d.target_replicas, d.route_prefix or '-'))\n"
+    "  if d.message then print('  ' .. d.message) end\n"
+    "end\n";
+
+static int serve_cli(int argc, char **argv, const char *cmd)
 {
-    fprintf(stderr, "luray %s: not available in this build (needs the serve plugin)\n", cmd);
-    return 1;
+    const char *address = NULL;
+    bool json = false;
+    for (int i = 3; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_serve, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
+            address = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0 && strcmp(cmd, "status") == 0) {
+            json = true;
+        } else {
+            fprintf(stderr, "luray serve %s: unknown option %s (see 'luray serve --help')\n", cmd,
+                    argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    lua_State *L = new_state();
+    if (!L)
+        return 1;
+    if (!driver_state(L, "serve", NULL, false))
+        return 1;
+    int rc = 0;
+    int status = luaL_loadbuffer(L, serve_cli_chunk, sizeof(serve_cli_chunk) - 1, "=serve");
+    if (status == LUA_OK) {
+        lua_pushstring(L, cmd);
+        if (address)
+            lua_pushstring(L, address);
+        else
+            lua_pushnil(L);
+        lua_pushboolean(L, json);
+        status = luray_lua_pcall_traceback(L, 3, 0);
+    }
+    if (status != LUA_OK) {
+        fprintf(stderr, "luray serve %s: %s\n", cmd, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        rc = 1;
+    }
+    if (driver_finish(L) != 0)
+        rc = 1;
+    close_state(L);
+    return rc;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    if (argc < 3 || is_help(argv[2])) {
+        fputs(usage_serve, argc < 3 ? stderr : stdout);
+        return argc < 3 ? EXIT_USAGE : 0;
+    }
+    const char *sub = argv[2];
+    if (strcmp(sub, "run") == 0) {
+        setenv("LURAY_PUBLISH_SESSION", "1", 1);
+        serve_block = true;
+        return cmd_run(argc - 1, argv + 1);
+    }
+    if (strcmp(sub, "status") == 0 || strcmp(sub, "shutdown") == 0)
+        return serve_cli(argc, argv, sub);
+    fprintf(stderr, "luray serve: unknown command '%s' (run, status or shutdown)\n", sub);
+    return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -1316,7 +1429,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "job") == 0)
         return luray_cli_job(argc, argv);
     if (strcmp(cmd, "serve") == 0)
-        return not_in_build(cmd);
+        return cmd_serve(argc, argv);
     if (strcmp(cmd, "help") == 0) {
         if (argc > 2) {
             char *sub[] = {argv[0], argv[2], "--help", NULL};

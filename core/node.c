@@ -71,7 +71,9 @@ void node_wait_writable(node_t *n, proc_t *p)
 void node_stop_waiting_writable(proc_t *p)
 {
     if (p->send_poll_on) {
-        uv_poll_stop(p->send_poll);
+        /* at the loop's end every handle is closed already (node.c's walk): nothing to stop */
+        if (!uv_is_closing((uv_handle_t *)p->send_poll))
+            uv_poll_stop(p->send_poll);
         p->send_poll_on = false;
     }
 }

@@ -10,6 +10,19 @@ local NORMAL, CREATE, CALL = 0, 1, 2
 
 local actor = { self = nil, class = nil, concurrency = 1 }
 
+-- A descriptor the actor asked this loop to watch beside its inbox (M.watch), and the function
+-- to call when it is readable. Tasks come first: the function runs when no task is waiting.
+local watch = { fd = nil, fn = nil }
+
+-- Runs the watched descriptor's function; an error in it is printed, the loop goes on. True
+-- when the function says it has more to do (then it runs again once no task waits).
+local function run_watch()
+    if not watch.fn then return false end
+    local ok, again = xpcall(watch.fn, debug.traceback)
+    if not ok then io.stderr:write("luray worker: ", tostring(again), "\n") end
+    return ok and again == true
+end
+
 local function error_value(t, err, tb)
     if luray.is_error(err) then return err end
     if type(err) == "table" and type(err.type) == "string" and err.message then return err end
@@ -222,9 +235,12 @@ local function method_of(t)
 end
 
 local function serial_loop()
+    local again = false
     while true do
-        local kind, t = core.recv()
+        local kind, t = core.recv(again and 0 or nil, watch.fd)
+        again = false
         if kind == "exit" then return end
+        if kind == "fd" or kind == nil then again = run_watch() end
         if kind == "exec" then
             if t.kind == NORMAL then
                 run(t, t.fn)
@@ -249,8 +265,9 @@ local function concurrent_loop()
         running[#running + 1] = co
     end
     while true do
-        local kind, t = core.recv(#running > 0 and 0.001 or nil)
+        local kind, t = core.recv(#running > 0 and 0.001 or nil, watch.fd)
         if kind == "exit" then return end
+        if kind == "fd" then run_watch() end
         if kind == "exec" then
             if #running < actor.concurrency then start(t) else queued[#queued + 1] = t end
         end
@@ -267,6 +284,15 @@ local function concurrent_loop()
             end
         end
     end
+end
+
+-- Has this worker's loop call fn whenever fd (a socket a plugin opened, say) is readable and no
+-- task is waiting; M.watch(nil) stops it. For the actor this worker hosts (serve's replicas).
+function M.watch(fd, fn)
+    if fd ~= nil and (math.type(fd) ~= "integer" or type(fn) ~= "function") then
+        error("watch(fd, fn): expected an integer descriptor and a function", 2)
+    end
+    watch.fd, watch.fn = fd, fn
 end
 
 function M.main()

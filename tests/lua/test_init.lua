@@ -27,6 +27,19 @@ t.test("a remote function used before a shutdown still runs on the next cluster"
     t.eq(luray.get(sq:remote(4)), 16)
 end)
 
+t.test("shells the driver starts can wait for their own children", function()
+    -- the driver's thread blocks SIGCHLD for the embedded node; its children must not inherit that
+    if not luray.is_initialized() then luray.init{num_cpus = 1} end
+    -- a shell's `wait` for a background job needs SIGCHLD: still running after 3 s means stuck
+    local probe = "sh -c '(sleep 0.1 & wait)' >/dev/null 2>&1 & w=$!; sleep 3; "
+        .. "if kill -0 $w 2>/dev/null; then kill -9 $w; echo stuck; else echo done; fi"
+    local ok = os.execute(probe .. " | grep -q done")
+    t.truthy(ok, "os.execute: a shell's wait never returned")
+    local f = io.popen(probe)
+    t.eq(f:read("l"), "done", "io.popen: a shell's wait never returned")
+    f:close()
+end)
+
 t.test("unknown init options are refused", function()
     luray.shutdown()
     t.raises(function() luray.init{num_cpu = 2} end, "num_cpu")
