@@ -27,7 +27,8 @@ BIN := $(BUILD)/bin/luray
 CORE_SRC := $(filter-out core/main.c,$(wildcard core/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 CORE_LIB := $(BUILD)/obj/libluraycore.a
-PLUGINS := $(notdir $(wildcard plugins/*))
+# nn_cuda is built by the nvcc section below, only where nvcc is found.
+PLUGINS := $(filter-out nn_cuda,$(notdir $(wildcard plugins/*)))
 PLUGIN_SO := $(PLUGINS:%=$(BUILD)/lib/luray/plugins/%.so)
 LUALIB_SRC := $(shell find lualib -name '*.lua' 2>/dev/null)
 LUALIB_OUT := $(LUALIB_SRC:lualib/%=$(BUILD)/share/luray/lua/%)
@@ -36,6 +37,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Unit tests named test_<plugin>_*.c also link that plugin's C files that hold no Lua binding
 # (every plugins/<name>/*.c but lua_*.c).
 PLUGIN_C = $(filter-out plugins/$(1)/lua_%.c,$(wildcard plugins/$(1)/*.c))
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 FIXTURE_SRC := $(wildcard tests/plugins/*.c)
 FIXTURE_SO := $(FIXTURE_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 
@@ -73,10 +76,39 @@ PLUGIN_LIBS_data = $(shell pkg-config --libs libcjson 2>/dev/null)
 PLUGIN_LIBS_collective = $(shell pkg-config --libs libcjson nanomsg) -lrt
 PLUGIN_LIBS_xgboost = -lxgboost
 PLUGIN_LIBS_nn = $(shell pkg-config --libs openblas)
+PLUGIN_LIBS_serve = $(shell pkg-config --libs libcjson nanomsg libuv) -lhttp_parser
 ifneq ($(SANITIZE),1)
 PLUGIN_CFLAGS_data = -O3
 PLUGIN_CFLAGS_nn = -O3
 endif
+
+# ---- nvcc: the nn_cuda plugin (the CUDA backend of luray.nn) -----------------------------------
+# Built only when nvcc is found (/usr/local/cuda/bin/nvcc, else nvcc on PATH; `make NVCC=` skips
+# it): its .cu kernels by nvcc for sm_90 (H100, H200) plus PTX that newer GPUs compile at load,
+# its .c files by cc like any plugin, linked against cuBLAS and the CUDA runtime. The kernels are
+# not sanitized under SANITIZE=1; the C files are.
+ifeq ($(origin NVCC),undefined)
+NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+endif
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCC_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_FLAGS := -std=c++17 -O3 $(NVCC_ARCH) -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra \
+	-Iinclude
+NN_CUDA_SO := $(BUILD)/lib/luray/plugins/nn_cuda.so
+NN_CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(wildcard plugins/nn_cuda/*.cu))
+NN_CUDA_DEPS := $(wildcard plugins/nn_cuda/*.h plugins/nn_cuda/*.cuh include/luray/*.h)
+all: $(NN_CUDA_SO)
+$(BUILD)/obj/plugins/nn_cuda/%.cu.o: plugins/nn_cuda/%.cu $(NN_CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+$(NN_CUDA_SO): $(wildcard plugins/nn_cuda/*.c) $(NN_CUDA_OBJ) $(NN_CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=hidden -I$(CUDA_HOME)/include $(PKG_CFLAGS) -shared -o $@ \
+		$(filter %.c %.o,$^) $(LDFLAGS) $(shell pkg-config --libs lua5.4) \
+		-L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++ -lm
+endif
+# ------------------------------------------------------------------------------------------------
 
 $(BUILD)/share/luray/lua/%: lualib/%
 	@mkdir -p $(dir $@)
@@ -98,6 +130,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CORE := $(filter-out core/main.c core/repl.c,$(wildcard core/*.c))
 FUZZ_PLUGIN = $(or $(FUZZ_PLUGIN_$(1)),data)
 FUZZ_PLUGIN_fuzz_safetensors = collective
+FUZZ_PLUGIN_fuzz_http = serve
 fuzz: $(FUZZ_BIN)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE) $$(call PLUGIN_C,$$(call FUZZ_PLUGIN,$$*)) \
 		$(wildcard tests/fuzz/*.h)
@@ -106,7 +139,12 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE) $$(call PLUGIN_C,$$(call FUZZ_PLUGI
 		-Iplugins $(PKG_CFLAGS) -o $@ $(filter %.c,$^) $(LIBS) \
 		$(PLUGIN_LIBS_$(call FUZZ_PLUGIN,$*))
 
-unit: $(UNIT_BIN) $(FIXTURE_SO)
+# Small programs the tests drive (a raw HTTP client).
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+unit: $(UNIT_BIN) $(FIXTURE_SO) $(TOOL_BIN)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -116,11 +154,13 @@ test: deps
 	@$(MAKE) --no-print-directory all unit
 	@LURAY_BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
 
-bench: deps
+bench:
+	@scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@LURAY_BUILD=$(BUILD) scripts/bench/run.sh
 
-bench-peers: deps
+bench-peers:
+	@scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@LURAY_BUILD=$(BUILD) scripts/bench/peers/run.sh
 
