@@ -317,7 +317,7 @@ local function settings(spec)
     local o = spec.opts
     local a = o.autoscaling
     local s = {
-        max_ongoing = o.max_ongoing_requests or 5,
+        max_ongoing = o.max_ongoing_requests or 100,
         max_queued = o.max_queued_requests or 1000,
         health_period = o.health_check_period_s or 0.2,
         graceful = o.graceful_shutdown_timeout_s or 5,

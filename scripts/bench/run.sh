@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: luray's core benchmarks (shared/BENCH.md, Core and ours) on an embedded one-node
-# cluster. Prints one JSON line per figure on stdout; progress and failures go to stderr.
+# cluster, and nginx's HTTP ceiling beside the serve figures (nginx.sh; the serve group needs
+# wrk). Prints one JSON line per figure on stdout; progress and failures go to stderr.
 # Env: LURAY_BUILD (build dir, default build), LURAY_BENCH_NUM_CPUS (default 2),
 # LURAY_BENCH_SCALE (work multiplier, default 1), LURAY_BENCH_RUNS (timed runs, default 3),
 # LURAY_BENCH_TIMEOUT (seconds per group, default 300), LURAY_BENCH_DATA_CSV (the Data group's
@@ -138,6 +139,30 @@ fi
 run_group nn
 run_group allreduce
 run_group xgb
+
+# Serve: luray's HTTP figures (serve.lua deploys and drives wrk), nginx's static-file ceiling
+# under the same wrk command (nginx.sh), and the ratio of the two no-op rates.
+if command -v wrk >/dev/null; then
+    run_group serve > "$tmp/serve.jsonl"
+    cat "$tmp/serve.jsonl"
+    log "== nginx.sh"
+    "$here/nginx.sh" > "$tmp/nginx.jsonl" || failed+=(nginx)
+    cat "$tmp/nginx.jsonl"
+    value_of() {
+        sed -n "s/.*\"name\": \"$1\", \"value\": \([0-9.eE+-]*\),.*/\1/p" "$2" | head -n 1
+    }
+    served=$(value_of serve_noop_requests_per_s "$tmp/serve.jsonl")
+    ceiling=$(value_of nginx_static_requests_per_s "$tmp/nginx.jsonl")
+    if [ -n "$served" ] && [ -n "$ceiling" ]; then
+        awk -v l="$served" -v n="$ceiling" 'BEGIN {
+            printf "{\"name\": \"serve_noop_nginx_ratio\", \"value\": %.4f, ", l / n
+            printf "\"unit\": \"ratio\", \"luray_req_per_s\": %s, ", l
+            printf "\"nginx_req_per_s\": %s, \"system\": \"luray\"}\n", n
+        }'
+    fi
+else
+    log "== serve: skipped, wrk is not installed (scripts/install-deps.sh bench, or make bench)"
+fi
 
 # The multi-node rows, on a three-node cluster of their own (cluster.sh starts and stops it).
 log "== cluster.sh"

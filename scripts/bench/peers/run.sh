@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make bench-peers`: runs luray's benchmarks (../run.sh) and the same workloads on Ray
-# (ray_micro.py, ray_multinode.py, data_ray.py), pandas (data_pandas.py) and Dask (data_dask.py)
-# on this machine, then prints a table: name, luray, ray, ratio (luray/ray), and one for the
-# other peers. The Data figures of every side read one CSV, made once by ../gen_csv.lua.
+# (ray_micro.py, ray_multinode.py, data_ray.py, serve_ray.py), pandas (data_pandas.py) and Dask
+# (data_dask.py) on this machine, then prints a table: name, luray, ray, ratio (luray/ray), and
+# one for the other peers (nginx's static-file figures, from ../run.sh, sit beside the serve
+# no-op ones). The Data figures of every side read one CSV, made once by ../gen_csv.lua.
 # Usage: run.sh [FILE]  -- FILE receives every JSON line of every side.
 set -u -o pipefail
 
@@ -61,6 +62,22 @@ if python3 -c "import ray, numpy" 2>/dev/null; then
         timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/data_ray.py" "$data_csv" \
             >> "$tmp/ray.jsonl" || { log "ray data bench reported failures"; status=1; }
         log "ray data side took $((SECONDS - t0))s"
+    fi
+    # Ray Serve needs its extra packages (starlette, uvicorn, ...), and the serve figures wrk.
+    if ! python3 -c "import ray.serve" 2>/dev/null; then
+        log "installing Ray Serve's packages (ray[serve]) with pip"
+        python3 -m pip install --quiet "ray[serve]" >&2 || true
+    fi
+    if ! command -v wrk >/dev/null; then
+        log "wrk is missing (scripts/install-deps.sh bench): the Ray serve rows stay empty"
+    elif python3 -c "import ray.serve" 2>/dev/null; then
+        log "ray: scripts/bench/peers/serve_ray.py"
+        t0=$SECONDS
+        timeout -k 15 "${RAY_BENCH_TIMEOUT:-600}" python3 "$here/serve_ray.py" \
+            >> "$tmp/ray.jsonl" || { log "ray serve bench reported failures"; status=1; }
+        log "ray serve side took $((SECONDS - t0))s"
+    else
+        log "Ray Serve is missing and could not be installed: the Ray serve rows stay empty"
     fi
 else
     log "ray or numpy is missing and could not be installed: the Ray column stays empty"
@@ -122,8 +139,10 @@ CANON = ["memcpy_gigabytes", "single_client_tasks_sync", "single_client_tasks_as
          "idle_node_rss_mb", "idle_worker_rss_mb", "multi_node_tasks_async",
          "object_transfer_gigabytes", "node_death_detection_seconds", "csv_pipeline_seconds",
          "csv_parse_mb_per_s", "map_batches_mb_per_s", "data_streaming_peak_rss_mb",
-         "mlp_train_samples_per_s", "xgboost_train_seconds", "allreduce_10mb_ms"]
-OTHERS = ["pandas", "dask", "torch", "xgboost-python"]
+         "mlp_train_samples_per_s", "xgboost_train_seconds", "allreduce_10mb_ms",
+         "serve_noop_requests_per_s", "serve_noop_p99_ms", "serve_noop_nginx_ratio",
+         "serve_mlp_predictions_per_s", "serve_mlp_batched_predictions_per_s"]
+OTHERS = ["pandas", "dask", "torch", "xgboost-python", "nginx"]
 rows, seen = {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
@@ -131,6 +150,9 @@ for line in open(sys.argv[1]):
         continue
     rec = json.loads(line)
     name = rec["name"]
+    if rec.get("system") == "nginx" and name.startswith("nginx_static_"):
+        # nginx's static file under the same wrk command: the ceiling of the serve no-op rows.
+        name = "serve_noop_" + name[len("nginx_static_"):]
     if name not in rows:
         rows[name] = {}
         seen.append(name)
