@@ -68,8 +68,9 @@ static const char usage_main[] =
     "  LURAY_DATA_PROGRESS  1 or 0: luray.data's progress line on stderr (default: when a terminal)\n"
     "  LURAY_NN_THREADS   BLAS threads of luray.nn (default 2)\n"
     "\n"
-    "libraries for scripts: luray.data (datasets), luray.nn (neural networks), luray.train\n"
-    "  (data-parallel Trainer), luray.xgboost; see docs/data.md, docs/nn.md, docs/train.md\n";
+    "libraries for scripts: luray.data (datasets), luray.nn (neural networks, CPU or CUDA),\n"
+    "  luray.train (data-parallel Trainer), luray.xgboost, luray.serve (HTTP serving); see\n"
+    "  docs/data.md, docs/nn.md, docs/train.md, docs/serve.md, docs/tutorial.md\n";
 
 static const char usage_run[] =
     "usage: luray run [OPTIONS] SCRIPT.lua [ARGS...]\n"

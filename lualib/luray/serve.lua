@@ -392,8 +392,11 @@ local function ready(ref)
     return #done == 1
 end
 
+-- Lets the replica close its socket and run the class's shutdown (up to a second), then ends it.
 local function stop_replica(r)
-    pcall(function() r.handle.__stop:remote() end)
+    pcall(function()
+        luray.wait({ r.handle.__stop:remote() }, { num_returns = 1, timeout = 1 })
+    end)
     pcall(luray.kill, r.handle)
 end
 
