@@ -354,12 +354,6 @@ void proxy_route(proxy_t *p, conn_t *c, preq_t *q, serve_http_req_t *r)
 
 /* ------------------------------------------------------------------ replies */
 
-static void finish_reply(proxy_t *p, preq_t *q)
-{
-    if (!q->conn)
-        preq_free(q);
-}
-
 /* A replica is gone: each of its requests goes to another once, or fails. */
 static void requeue_from(proxy_t *p, rep_t *r)
 {
@@ -377,7 +371,6 @@ static void requeue_from(proxy_t *p, rep_t *r)
         } else {
             map_take(p, q->id);
             proxy_conn_reply_error(p, q, 503, "the replica serving this request died");
-            finish_reply(p, q);
         }
     }
     r->frame_count = 0;
@@ -404,11 +397,7 @@ static void take_response(proxy_t *p, srd_t *rd)
     }
     char ctype[128];
     snprintf(ctype, sizeof(ctype), "%.*s", (int)(ctl > 127 ? 127 : ctl), ct);
-    if (q->conn)
-        proxy_conn_reply(p, q, status, ctl ? ctype : NULL, hl, hll, body, bl);
-    else
-        proxy_metrics_count(p, q, status, bl);
-    finish_reply(p, q);
+    proxy_conn_reply(p, q, status, ctl ? ctype : NULL, hl, hll, body, bl);
 }
 
 /* Frees draining replicas with nothing left in flight. */
@@ -532,7 +521,6 @@ static void apply_routes(proxy_t *p, const char *text)
             q->queued = false;
             map_take(p, q->id);
             proxy_conn_reply_error(p, q, 503, "the deployment was deleted");
-            finish_reply(p, q);
         }
     }
     reap_drained(p);
@@ -601,9 +589,7 @@ static void timeout_requests(proxy_t *p, uint64_t now_ns)
                 r->inflight--;
                 q->rep = NULL;
                 map_take(p, q->id);
-                if (q->conn)
-                    proxy_conn_reply_error(p, q, 504, "the replica did not answer in time");
-                finish_reply(p, q);
+                proxy_conn_reply_error(p, q, 504, "the replica did not answer in time");
             }
         }
     }

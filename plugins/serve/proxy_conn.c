@@ -160,14 +160,17 @@ void proxy_conn_reply(proxy_t *p, preq_t *q, int status, const char *content_typ
 {
     proxy_metrics_count(p, q, status, len);
     conn_t *c = q->conn;
-    if (!c)
+    if (!c) { /* its client left: nobody to answer */
+        preq_free(q);
         return;
+    }
     char extra_small[1024];
     char *extra = hl_len < sizeof(extra_small) ? extra_small : malloc(hl_len + 1);
     char head[1024];
     size_t hn = 0;
     if (extra) {
-        memcpy(extra, header_lines, hl_len);
+        if (hl_len)
+            memcpy(extra, header_lines, hl_len);
         extra[hl_len] = 0;
         hn = serve_http_head(head, sizeof(head), status, content_type, extra, len, q->keep_alive);
     }
@@ -191,7 +194,8 @@ void proxy_conn_reply(proxy_t *p, preq_t *q, int status, const char *content_typ
         return;
     }
     memcpy(q->resp, big ? big : head, hn);
-    memcpy(q->resp + hn, body, body_len);
+    if (body_len)
+        memcpy(q->resp + hn, body, body_len);
     free(big);
     q->resp_len = hn + body_len;
     q->done = true;

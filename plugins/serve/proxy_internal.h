@@ -137,7 +137,8 @@ void preq_free(preq_t *q);
 
 /* proxy_conn.c */
 int proxy_conn_listen(proxy_t *p, char *err, size_t errlen);
-/* Fills q's response and writes out what is ready of its connection, in order. */
+/* Fills q's response and writes out what is ready of its connection, in order. Takes q: its
+ * connection frees it once written (or here, when its connection is gone). */
 void proxy_conn_reply(proxy_t *p, preq_t *q, int status, const char *content_type,
                       const char *header_lines, size_t hl_len, const char *body, size_t len);
 void proxy_conn_reply_error(proxy_t *p, preq_t *q, int status, const char *message);

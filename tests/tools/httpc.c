@@ -62,6 +62,8 @@ int main(int argc, char **argv)
     inet_pton(AF_INET, argv[1], &a.sin_addr);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         perror("httpc: connect");
+        close(fd);
+        free(in);
         return 1;
     }
     if (pieces < 1)
