@@ -1312,7 +1312,15 @@ static int cmd_worker(void)
  * whether to print JSON. */
 static const char serve_cli_chunk[] =
     "local cmd, address, json = ...\n"
-    "luray.init{address = address or 'auto'}\n"
+    "local ok, e = pcall(luray.init, {address = address or 'auto'})\n"
+    "if not ok then\n"
+    "  if address or not tostring(e):find('no luray cluster is running', 1, true) then\n"
+    "    error(e, 0)\n"
+    "  end\n"
+    "  print(json and '{\"deployments\":{}}' or 'serve: nothing is running (no luray cluster on '\n"
+    "    .. 'this machine)')\n"
+    "  return\n"
+    "end\n"
     "local serve = require('luray.serve')\n"
     "if cmd == 'shutdown' then\n"
     "  local running = next(serve.status().deployments) ~= nil\n"

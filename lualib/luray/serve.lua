@@ -163,19 +163,17 @@ local function find_controller()
     return nil
 end
 
-local function node_host(node_id)
+-- The host other nodes reach this node at, when it belongs to a cluster others can join (a
+-- node with a tcp port); nil for an embedded cluster, where ipc is all there is.
+local function cluster_host(node_id)
     for _, n in ipairs(luray.nodes()) do
         if n.node_id == node_id and n.alive then
-            return (tostring(n.address or ""):match("^(.*):%d+$"))
+            local host, port = tostring(n.address or ""):match("^(.*):(%d+)$")
+            if host and tonumber(port) ~= 0 then return host end
+            return nil
         end
     end
     return nil
-end
-
-local function alive_nodes()
-    local n = 0
-    for _, node in ipairs(luray.nodes()) do if node.alive then n = n + 1 end end
-    return n
 end
 
 -- ------------------------------------------------------------------ the proxy actor
@@ -185,7 +183,7 @@ serve._proxy = {}
 function serve._proxy.start(self, http)
     local session = os.getenv("LURAY_SESSION") or "/tmp"
     local node = luray.get_runtime_context().node_id
-    local tcp_host = alive_nodes() > 1 and node_host(node) or nil
+    local tcp_host = cluster_host(node)
     local access = http.access_log
     if access == nil or access == true then access = session .. "/logs/serve_access.log" end
     if access == false then access = nil end
@@ -267,7 +265,7 @@ function serve._replica.init(self, spec)
     end
     local session = os.getenv("LURAY_SESSION") or "/tmp"
     local node = luray.get_runtime_context().node_id
-    local tcp_host = alive_nodes() > 1 and node_host(node) or nil
+    local tcp_host = cluster_host(node)
     self.rep = C().replica_open(session, tcp_host)
     self.max_batch = spec.class.batch and (spec.opts.max_batch_size or 8) or 64
     self.batch_wait = spec.class.batch and (spec.opts.batch_wait_timeout_s or 0.01) or 0
@@ -812,7 +810,14 @@ function serve.shutdown(drain_s)
     local h = find_controller()
     if not h then return end
     pcall(luray.get, h.shutdown:remote(drain_s))
-    pcall(luray.kill, h)
+    -- the name goes once the controller is dead: wait for that, so a driver that ends right
+    -- after this leaves nothing behind
+    local deadline = require("luray.core").now() + 5
+    repeat
+        pcall(luray.kill, h)
+        luray.sleep(0.02)
+        h = find_controller()
+    until not h or require("luray.core").now() > deadline
 end
 
 -- `luray serve run`: keeps the process up while serve runs; Ctrl-C (or SIGTERM) shuts it down.

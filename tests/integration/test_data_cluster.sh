@@ -152,7 +152,8 @@ check "no progress line when stderr is not a terminal" \
     bash -c "[ $rc = 0 ] && ! grep -q 'rows/s' '$err'"
 
 L stop
-check "luray stop ends the cluster" bash -c "[ $rc = 0 ] && [ -z \"\$(node_pids)\" ]"
+left=$(node_pids)
+check "luray stop ends the cluster" bash -c "[ $rc = 0 ] && [ -z '$left' ]"
 
 echo "1..$n"
 [ "$failures" -eq 0 ]
