@@ -515,8 +515,8 @@ local function serve_best(best, stats, test_raw, dir)
     end
     print(fmt("   a burst of %d requests: %d answered 200 in %.2f s (%.0f requests/s)", #bodies,
         ok_count, secs, #bodies / secs))
-    print(fmt("     %d right at the 0.5 threshold; %.1f defaults predicted, %d happened", hits,
-        predicted, expected))
+    print(fmt("     %d of %d classified right at the 0.5 threshold; expected defaults (the sum of "
+        .. "the probabilities) %.1f, actual %d", hits, ok_count, predicted, expected))
     serve.shutdown()
     done("serve shut down")
 end
