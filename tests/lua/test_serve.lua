@@ -64,7 +64,7 @@ local Deep = serve.deployment({ name = "deep", route_prefix = "/echo/deep", acto
 
 local _, where = serve.run({ Echo:bind("hello"), Deep:bind() },
     { port = 0, request_read_timeout_s = 0.5, keep_alive_timeout_s = 1, max_body_bytes = 4096,
-      max_header_bytes = 2048 })
+      max_header_bytes = 2048, request_timeout_s = 2 })
 port = where.port
 
 t.test("routing by the longest prefix; unknown paths get a JSON 404", function()
@@ -162,6 +162,27 @@ t.test("a slow client gets 408; an idle keep-alive connection is closed", functi
     out = raw("GET /echo/x HTTP/1.1\r\nHost: x\r\n\r\n", { wait_ms = 3000 })
     t.truthy(out:find("HTTP/1.1 200", 1, true), out)
     t.truthy(out:find("[closed]", 1, true), "closed after the idle timeout: " .. out)
+end)
+
+t.test("HEAD gets the headers only; an unknown HTTP version is refused", function()
+    local out = raw("HEAD /echo/text HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    t.truthy(out:find("HTTP/1.1 200", 1, true), out)
+    t.truthy(out:find("Content-Length: 11", 1, true), out)
+    t.eq(out:find("plain hello", 1, true), nil, out)
+    out = raw("GET /echo/x HTTP/3.0\r\nHost: x\r\n\r\n")
+    t.truthy(out:find("HTTP/1.1 505", 1, true) or out:find("HTTP/1.1 400", 1, true), out)
+    t.truthy(out:find("[closed]", 1, true), out)
+end)
+
+t.test("a replica that does not answer within request_timeout_s gets a 504", function()
+    local Sleepy = serve.deployment({ name = "sleepy", route_prefix = "/sleepy",
+        actor_options = { num_cpus = 0.1 } }, { call = function() luray.sleep(3) return 1 end })
+    serve.run(Sleepy:bind())
+    local t0 = require("luray.core").now()
+    local code, body = curl("/sleepy")
+    t.eq(code, 504, body)
+    t.truthy(require("luray.core").now() - t0 < 2.9)
+    serve.delete("sleepy")
 end)
 
 t.test("health and metrics count requests by deployment and status", function()
