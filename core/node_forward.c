@@ -21,6 +21,7 @@
 
 #define PLACE_RETRY_MS 200
 #define PLACE_TIMEOUT_MS 5000
+#define PLACE_REASK_MS 1000 /* a heartbeat: the head's view of other nodes is no fresher */
 #define DONE_ERROR_FLAG 0x80
 
 enum { NAME_REG = 1, NAME_UNREG = 2, NAME_LOOKUP = 3 };
@@ -126,6 +127,20 @@ static void unschedulable(node_t *n, task_t *t, const char *why)
     node_task_free(n, t);
 }
 
+/* Queues t to run here. One that may move (the head saw no room for it anywhere) asks again
+ * later, so it is not held up here behind a long-lived actor once another node has room. */
+static void stay_here(node_t *n, task_t *t, bool may_move)
+{
+    t->stay = !may_move;
+    t->waits = may_move;
+    if (may_move)
+        n->reask_at = uv_now(n->loop) + PLACE_REASK_MS;
+    if (t->spec.strategy == 3 && !t->bundle)
+        t->bundle = local_bundle(n, t);
+    node_list_remove(t);
+    node_task_make_ready(n, t, true);
+}
+
 static void decided(node_t *n, task_t *t, uint32_t to, const char *addr, const char *why)
 {
     t->placing = false;
@@ -135,19 +150,15 @@ static void decided(node_t *n, task_t *t, uint32_t to, const char *addr, const c
         t->place_at = uv_now(n->loop) + PLACE_RETRY_MS;
         return; /* stays in n->placing; the tick asks again */
     }
-    if (to == n->node_id) {
-        t->stay = true;
-        if (t->spec.strategy == 3 && !t->bundle)
-            t->bundle = local_bundle(n, t);
-        node_list_remove(t);
-        node_task_make_ready(n, t, true);
-        return;
-    }
+    if (to == n->node_id)
+        return stay_here(n, t, t->spec.strategy == 0 && !node_fits(n, NULL, t->req));
     proc_t *peer = node_peer(n, to, true);
     if (!peer) {
         t->place_at = uv_now(n->loop) + PLACE_RETRY_MS;
         return;
     }
+    if (t->waits)
+        n->reask_at = 0; /* room turned up elsewhere: the next task waiting here asks at once */
     if (addr && *addr)
         node_peer_set_addr(n, peer, addr);
     start_remote(n, t, peer);
@@ -230,6 +241,13 @@ bool node_place_if_needed(node_t *n, task_t *t)
             return false;
         if (!t->elsewhere && !n->registered && !n->dir)
             return false;
+        if (t->waits) {
+            /* One task waiting here asks again at a time, a heartbeat apart. */
+            uint64_t now = uv_now(n->loop);
+            if (now < n->reask_at)
+                return false;
+            n->reask_at = now + PLACE_REASK_MS;
+        }
         break;
     }
     ask_head(n, t);
@@ -275,7 +293,7 @@ void node_remote_tick(node_t *n)
             if (!t->elsewhere && t->spec.strategy != 3) {
                 luray_log(LURAY_LOG_WARN, "node", "the head did not place a task within %d s; "
                           "running it here", PLACE_TIMEOUT_MS / 1000);
-                decided(n, t, n->node_id, NULL, NULL);
+                stay_here(n, t, false);
             } else {
                 unschedulable(n, t, "the head did not answer where it should run");
             }

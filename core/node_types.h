@@ -84,6 +84,7 @@ struct task {
     bool caller_waits; /* a get of its results from its caller was pending when it was sent */
     bool placing;      /* the head is asked where it should run */
     bool stay;         /* the head said to run it here: do not ask again */
+    bool waits;        /* the head found no room for it anywhere: it waits here, asking again */
     bool elsewhere;    /* needs resources this node lacks */
     bool relayed;      /* its results went back to the peer node that sent it */
     uint64_t place_at; /* loop time to ask the head (again) */
@@ -238,6 +239,7 @@ struct node {
     struct node_beat *beat_thread; /* sends our heartbeats to the head */
     task_list_t placing; /* tasks whose PLACE is out */
     uint64_t place_req;
+    uint64_t reask_at;   /* loop time a task waiting here for room may ask the head again */
     bundle_t *bundles;
     struct {
         luray_oid_t id;

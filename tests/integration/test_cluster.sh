@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real three-node cluster on 127.0.0.1 (TAP): a head and two nodes with their own ports and
 # stores; SPREAD, node affinity, placement groups, objects moving between nodes, named actors,
-# a node killed mid-job, a node with the wrong key, random bytes at the head's port, and
-# `luray stop` leaving nothing behind. Everything runs in a private LURAY_TMPDIR.
+# actors taking the place of ones just killed on other nodes, a node killed mid-job, a node with
+# the wrong key, random bytes at the head's port, and `luray stop` leaving nothing behind.
+# Everything runs in a private LURAY_TMPDIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
@@ -219,6 +220,33 @@ EOF
 lua actor
 check "an actor on another node: calls, get_actor and handles passed on" \
     bash -c "[ $rc = 0 ] && grep -q 'actor ok' '$out'"
+
+# ---- actors killed on other nodes: the next ones go there, not wait behind the head's
+
+cat >"$work/refill.lua" <<'EOF'
+local Echo = luray.actor({ where = function(self) return luray.get_runtime_context().node_id end })
+local function round(k, hold)
+    local hs, refs = {}, {}
+    for i = 1, 3 do
+        hs[i] = Echo:options{num_cpus = 1}:remote()
+        refs[i] = hs[i].where:remote()
+    end
+    local ok, got = pcall(luray.get, refs, {timeout = 10})
+    assert(ok, "round " .. k .. ": " .. tostring(got))
+    assert(got[1] ~= got[2] and got[2] ~= got[3] and got[1] ~= got[3],
+        "round " .. k .. " ran on " .. table.concat(got, " "))
+    luray.sleep(hold) -- heartbeats tell the head the other nodes are full
+    for _, h in ipairs(hs) do luray.kill(h) end
+end
+round(1, 1.2)
+-- At once, before the next heartbeats: the head sees no room on the other nodes, so the second
+-- and third actors wait on the head, whose CPU the first holds for good, until they ask again.
+round(2, 0)
+print("refill ok")
+EOF
+lua refill
+check "actors killed on other nodes: the next ones take their place there" \
+    bash -c "[ $rc = 0 ] && grep -q 'refill ok' '$out'"
 
 # ---- runtime_env.working_dir: the driver's own modules on every node
 
