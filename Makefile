@@ -86,7 +86,9 @@ endif
 # Built only when nvcc is found (/usr/local/cuda/bin/nvcc, else nvcc on PATH; `make NVCC=` skips
 # it): its .cu kernels by nvcc for sm_90 (H100, H200) plus PTX that newer GPUs compile at load,
 # its .c files by cc like any plugin, linked against cuBLAS and the CUDA runtime. The kernels are
-# not sanitized under SANITIZE=1; the C files are.
+# not sanitized under SANITIZE=1; the C files are. It also compiles the CPU plugin's files that
+# both backends share (NN_SHARED_C): shapes and the broadcasting iterator, the optimizers' options
+# and Adam constants, and the Lua argument checks; it does not link against nn.so.
 ifeq ($(origin NVCC),undefined)
 NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 endif
@@ -97,12 +99,14 @@ NVCC_FLAGS := -std=c++17 -O3 $(NVCC_ARCH) -Xcompiler -fPIC,-fvisibility=hidden,-
 	-Iinclude
 NN_CUDA_SO := $(BUILD)/lib/luray/plugins/nn_cuda.so
 NN_CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(wildcard plugins/nn_cuda/*.cu))
-NN_CUDA_DEPS := $(wildcard plugins/nn_cuda/*.h plugins/nn_cuda/*.cuh include/luray/*.h)
+NN_SHARED_C := plugins/nn/nn_shape.c plugins/nn/nn_optim.c plugins/nn/lua_args.c
+NN_CUDA_DEPS := $(wildcard plugins/nn_cuda/*.h plugins/nn_cuda/*.cuh include/luray/*.h) \
+	$(NN_SHARED_C:.c=.h)
 all: $(NN_CUDA_SO)
 $(BUILD)/obj/plugins/nn_cuda/%.cu.o: plugins/nn_cuda/%.cu $(NN_CUDA_DEPS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
-$(NN_CUDA_SO): $(wildcard plugins/nn_cuda/*.c) $(NN_CUDA_OBJ) $(NN_CUDA_DEPS)
+$(NN_CUDA_SO): $(wildcard plugins/nn_cuda/*.c) $(NN_SHARED_C) $(NN_CUDA_OBJ) $(NN_CUDA_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=hidden -I$(CUDA_HOME)/include $(PKG_CFLAGS) -shared -o $@ \
 		$(filter %.c %.o,$^) $(LDFLAGS) $(shell pkg-config --libs lua5.4) \

@@ -10,12 +10,6 @@
 #include "nn_index.h"
 #include "nn_unary.h"
 
-static const char *const binary_names[] = {"add", "sub", "mul", "div", "pow", "eq",
-                                           "ne",  "lt",  "le",  "gt",  "ge",  NULL};
-static const char *const unary_names[] = {"neg", "exp", "log", "relu", "sigmoid", "tanh", NULL};
-static const char *const dtype_names[] = {"float32", "float64", "int32", "int64",
-                                          "uint8",   "bool",    NULL};
-
 /* Operands a and b (tensors or numbers) and their broadcast shape; raises when they do not
  * broadcast. */
 typedef struct {
@@ -28,11 +22,7 @@ static void check_operands(lua_State *L, int arg, nn_binary_op_t op, operands_t 
 {
     o->a = nn_check_operand(L, arg, &o->sa, &o->as);
     o->b = nn_check_operand(L, arg + 1, &o->sb, &o->bs);
-    if (nn_shape_broadcast(&o->as, &o->bs, &o->os) < 0) {
-        const char *bs = nn_push_shape_string(L, &o->bs);
-        luaL_error(L, "%s: shapes %s and %s do not broadcast", nn_binary_name(op),
-                   nn_push_shape_string(L, &o->as), bs);
-    }
+    nn_check_broadcast(L, nn_binary_name(op), &o->as, &o->bs, &o->os);
 }
 
 /* C.<op>(a, b [, out]) for each binary op; the op is the upvalue. */
@@ -52,7 +42,7 @@ static int l_binary(lua_State *L)
  * summed to its shape; out is the forward result (needed by pow). */
 static int l_binary_backward(lua_State *L)
 {
-    nn_binary_op_t op = (nn_binary_op_t)luaL_checkoption(L, 1, NULL, binary_names);
+    nn_binary_op_t op = (nn_binary_op_t)luaL_checkoption(L, 1, NULL, nn_binary_names);
     lua_Integer which = luaL_checkinteger(L, 2);
     luray_tensor_t *g = nn_check_f32(L, 3), *dst;
     const float *fwd;
@@ -95,7 +85,7 @@ static int l_unary(lua_State *L)
  * out; a may be nil for ops whose gradient needs only out; dst may be g (in place). */
 static int l_unary_backward(lua_State *L)
 {
-    nn_unary_op_t op = (nn_unary_op_t)luaL_checkoption(L, 1, NULL, unary_names);
+    nn_unary_op_t op = (nn_unary_op_t)luaL_checkoption(L, 1, NULL, nn_unary_names);
     luray_tensor_t *g = nn_check_f32(L, 2), *a = NULL, *out = nn_check_f32(L, 4), *dst;
     nn_shape_t s;
 
@@ -153,11 +143,7 @@ static int l_copy(lua_State *L)
         luaL_argerror(L, 1, "expected a contiguous tensor");
     nn_shape_of(dst, &ds);
     nn_shape_of(src, &ss);
-    if (nn_shape_numel(&ds) != nn_shape_numel(&ss)) {
-        const char *b = nn_push_shape_string(L, &ss);
-        luaL_error(L, "copy: cannot copy a tensor of shape %s into one of shape %s", b,
-                   nn_push_shape_string(L, &ds));
-    }
+    nn_check_copy_sizes(L, &ds, &ss);
     nn_convert(src->data, src->dtype, src->ndim, src->shape, src->strides, dst->data,
                dst->dtype);
     lua_settop(L, 1);
@@ -182,7 +168,7 @@ static int l_axpy(lua_State *L)
 static int l_convert(lua_State *L)
 {
     luray_tensor_t *t = nn_check_tensor(L, 1), *out;
-    int dtype = luaL_checkoption(L, 2, NULL, dtype_names);
+    int dtype = luaL_checkoption(L, 2, NULL, nn_dtype_names);
     nn_shape_t s;
 
     nn_shape_of(t, &s);
@@ -234,9 +220,7 @@ static int l_narrow(lua_State *L)
 
     if (t->ndim < 1 || !nn_is_contiguous(t))
         luaL_argerror(L, 1, "expected a contiguous tensor of at least one dimension");
-    if (first < 1 || count < 0 || first - 1 > t->shape[0] - count)
-        luaL_error(L, "rows %I..%I out of range for a tensor of %I rows", first,
-                   first + count - 1, (lua_Integer)t->shape[0]);
+    nn_check_row_range(L, first, count, t->shape[0]);
     memcpy(shape, t->shape, sizeof shape);
     shape[0] = count;
     row = t->shape[0] ? t->nbytes / (size_t)t->shape[0] : 0;
@@ -262,15 +246,7 @@ static const int64_t *push_positions(lua_State *L, int arg, int64_t *n)
         luray_tensor_t *t = nn_push_new(L, LURAY_DTYPE_INT64, &s, false);
 
         idx = t->data;
-        for (int64_t i = 0; i < s.dim[0]; i++) {
-            int isnum;
-
-            lua_rawgeti(L, arg, (lua_Integer)i + 1);
-            idx[i] = (int64_t)lua_tointegerx(L, -1, &isnum) - 1;
-            lua_pop(L, 1);
-            if (!isnum)
-                luaL_error(L, "index list: element %I is not an integer", (lua_Integer)i + 1);
-        }
+        nn_read_position_list(L, arg, idx, s.dim[0]);
         *n = s.dim[0];
         return idx;
     }
@@ -318,10 +294,7 @@ static int l_index_add_rows(lua_State *L)
     rowlen = dst->shape[0] ? (int64_t)(dst->nbytes / 4) / dst->shape[0] : 0;
     if ((int64_t)(g->nbytes / 4) != n * rowlen)
         luaL_argerror(L, 3, "gradient size does not match the index");
-    for (int64_t i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= dst->shape[0])
-            luaL_error(L, "index %I out of range for a tensor of %I rows",
-                       (lua_Integer)idx[i] + 1, (lua_Integer)dst->shape[0]);
+    nn_check_positions(L, idx, n, dst->shape[0]);
     nn_index_add_rows(dst->data, rowlen, idx, n, g->data);
     lua_settop(L, 1);
     return 1;
@@ -377,16 +350,8 @@ void nn_open_elem(lua_State *L, int idx)
         {NULL, NULL},
     };
 
-    for (int op = 0; binary_names[op]; op++) {
-        lua_pushinteger(L, op);
-        lua_pushcclosure(L, l_binary, 1);
-        lua_setfield(L, idx, binary_names[op]);
-    }
-    for (int op = 0; unary_names[op]; op++) {
-        lua_pushinteger(L, op);
-        lua_pushcclosure(L, l_unary, 1);
-        lua_setfield(L, idx, unary_names[op]);
-    }
+    nn_set_closures(L, idx, nn_binary_names, "", l_binary);
+    nn_set_closures(L, idx, nn_unary_names, "", l_unary);
     lua_pushvalue(L, idx);
     luaL_setfuncs(L, funcs, 0);
     lua_pop(L, 1);

@@ -2,15 +2,11 @@
  * binary cross-entropy (on probabilities or on logits), each with its gradient. A loss is a 0-d
  * float32 tensor: the mean over the elements (or rows, for cross-entropy), or the sum. */
 #include <math.h>
-#include <stdio.h>
-#include <string.h>
 
 #include <lauxlib.h>
 
 #include "lua_nn.h"
 #include "nn_loss.h"
-
-static const char *const reductions[] = {"mean", "sum", NULL};
 
 static void push_scalar(lua_State *L, double v)
 {
@@ -37,7 +33,7 @@ static float check_seed(lua_State *L, int arg)
 static int l_cross_entropy(lua_State *L)
 {
     luray_tensor_t *x = nn_check_f32(L, 1), *probs;
-    bool mean = luaL_checkoption(L, 3, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 3);
     int64_t n, c, nlabels, bad;
     const int64_t *labels;
     nn_shape_t s;
@@ -68,7 +64,7 @@ static int l_cross_entropy_backward(lua_State *L)
 {
     float g = check_seed(L, 1);
     luray_tensor_t *probs = nn_check_f32(L, 2), *labels = nn_check_tensor(L, 3), *dst;
-    bool mean = luaL_checkoption(L, 4, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 4);
     int64_t c = probs->ndim ? probs->shape[probs->ndim - 1] : 1;
     int64_t n = probs->ndim == 2 ? probs->shape[0] : 1;
     nn_shape_t s;
@@ -82,50 +78,39 @@ static int l_cross_entropy_backward(lua_State *L)
     return 1;
 }
 
-/* Checks an element-wise loss's operands: the same element count, and the same shape once
- * dimensions of size 1 are left out (so {n, 1} predictions meet {n} targets). */
+/* Checks an element-wise loss's operands (nn_check_loss_shapes); returns their element count. */
 static int64_t check_pair(lua_State *L, const char *name, luray_tensor_t **p, luray_tensor_t **t)
 {
-    nn_shape_t ps, ts, pk = {0, {0}}, tk = {0, {0}};
+    nn_shape_t ps, ts;
 
     *p = nn_check_f32(L, 1);
     *t = nn_check_f32(L, 2);
     nn_shape_of(*p, &ps);
     nn_shape_of(*t, &ts);
-    for (int d = 0; d < ps.ndim; d++)
-        if (ps.dim[d] != 1)
-            pk.dim[pk.ndim++] = ps.dim[d];
-    for (int d = 0; d < ts.ndim; d++)
-        if (ts.dim[d] != 1)
-            tk.dim[tk.ndim++] = ts.dim[d];
-    if (!nn_shape_eq(&pk, &tk)) {
-        const char *b = nn_push_shape_string(L, &ts);
-        luaL_error(L, "%s: prediction of shape %s and target of shape %s differ", name,
-                   nn_push_shape_string(L, &ps), b);
-    }
+    nn_check_loss_shapes(L, name, &ps, &ts);
     return nn_shape_numel(&ps);
 }
 
 typedef double (*loss_fn)(const float *, const float *, int64_t);
 typedef void (*loss_grad_fn)(const float *, const float *, int64_t, float, float *);
 
+/* The kernels of the losses nn_pair_loss_names names, in its order. */
 static const struct {
-    const char *name;
     loss_fn fwd;
     loss_grad_fn bwd;
 } losses[] = {
-    {"mse", nn_mse, nn_mse_backward},
-    {"bce", nn_bce, nn_bce_backward},
-    {"bce_with_logits", nn_bce_logits, nn_bce_logits_backward},
+    {nn_mse, nn_mse_backward},
+    {nn_bce, nn_bce_backward},
+    {nn_bce_logits, nn_bce_logits_backward},
 };
 
 /* C.<loss>(pred, target [, reduction]); the loss is the upvalue. */
 static int l_pair_loss(lua_State *L)
 {
     int which = (int)lua_tointeger(L, lua_upvalueindex(1));
-    bool mean = luaL_checkoption(L, 3, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 3);
     luray_tensor_t *p, *t;
-    int64_t n = check_pair(L, losses[which].name, &p, &t);
+    int64_t n = check_pair(L, nn_pair_loss_names[which], &p, &t);
     double sum = losses[which].fwd(p->data, t->data, n);
 
     push_scalar(L, mean ? (n ? sum / (double)n : NAN) : sum);
@@ -137,13 +122,13 @@ static int l_pair_loss_backward(lua_State *L)
 {
     int which = (int)lua_tointeger(L, lua_upvalueindex(1));
     float g = check_seed(L, 1);
-    bool mean = luaL_checkoption(L, 4, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 4);
     luray_tensor_t *p, *t, *dst;
     int64_t n;
     nn_shape_t s;
 
     lua_remove(L, 1); /* check_pair reads pred and target at 1 and 2 */
-    n = check_pair(L, losses[which].name, &p, &t);
+    n = check_pair(L, nn_pair_loss_names[which], &p, &t);
     nn_shape_of(p, &s);
     dst = nn_push_new(L, LURAY_DTYPE_FLOAT32, &s, false);
     losses[which].bwd(p->data, t->data, n, mean && n ? g / (float)n : g, dst->data);
@@ -152,19 +137,10 @@ static int l_pair_loss_backward(lua_State *L)
 
 void nn_open_loss(lua_State *L, int idx)
 {
-    char name[64];
-
     lua_pushcfunction(L, l_cross_entropy);
     lua_setfield(L, idx, "cross_entropy");
     lua_pushcfunction(L, l_cross_entropy_backward);
     lua_setfield(L, idx, "cross_entropy_backward");
-    for (size_t i = 0; i < sizeof losses / sizeof losses[0]; i++) {
-        lua_pushinteger(L, (lua_Integer)i);
-        lua_pushcclosure(L, l_pair_loss, 1);
-        lua_setfield(L, idx, losses[i].name);
-        snprintf(name, sizeof name, "%s_backward", losses[i].name);
-        lua_pushinteger(L, (lua_Integer)i);
-        lua_pushcclosure(L, l_pair_loss_backward, 1);
-        lua_setfield(L, idx, name);
-    }
+    nn_set_closures(L, idx, nn_pair_loss_names, "", l_pair_loss);
+    nn_set_closures(L, idx, nn_pair_loss_names, "_backward", l_pair_loss_backward);
 }

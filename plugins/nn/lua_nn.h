@@ -8,6 +8,7 @@
 
 #include <lua.h>
 
+#include "lua_args.h"
 #include "luray/plugin.h"
 #include "nn_shape.h"
 
@@ -15,8 +16,6 @@ extern const luray_host_api_t *nn_host;
 
 bool nn_is_contiguous(const luray_tensor_t *t);
 void nn_shape_of(const luray_tensor_t *t, nn_shape_t *s);
-/* Pushes "{2, 3}" and returns it. */
-const char *nn_push_shape_string(lua_State *L, const nn_shape_t *s);
 
 /* The live tensor of any dtype at arg; raises naming the argument otherwise. */
 luray_tensor_t *nn_check_tensor(lua_State *L, int arg);
@@ -26,10 +25,8 @@ luray_tensor_t *nn_check_f32(lua_State *L, int arg);
  * points at *scalar. */
 const float *nn_check_operand(lua_State *L, int arg, float *scalar, nn_shape_t *s);
 void nn_check_writable(lua_State *L, const luray_tensor_t *t, int arg);
-/* A shape from a table of non-negative integers, or from a tensor's shape. */
+/* A shape from a tensor's shape, an integer or a table of non-negative integers. */
 void nn_check_shape(lua_State *L, int arg, nn_shape_t *s);
-/* A dimension argument, 1-based with negatives counting from the end, as 0-based. */
-int nn_check_axis(lua_State *L, int arg, int ndim);
 
 /* Pushes a new contiguous tensor (zeroed if `zero`); raises on no memory. */
 luray_tensor_t *nn_push_new(lua_State *L, int dtype, const nn_shape_t *s, bool zero);

@@ -25,11 +25,7 @@ static int l_sgd_step(lua_State *L)
         buf = check_like(L, 3, p, "momentum buffer");
         nn_check_writable(L, buf, 3);
     }
-    o.lr = (float)luaL_checknumber(L, 4);
-    o.momentum = (float)luaL_checknumber(L, 5);
-    o.dampening = (float)luaL_checknumber(L, 6);
-    o.weight_decay = (float)luaL_checknumber(L, 7);
-    o.nesterov = lua_toboolean(L, 8);
+    nn_check_sgd_opts(L, 4, &o);
     nn_sgd_step(p->data, g->data, buf ? buf->data : NULL, (int64_t)(p->nbytes / 4), &o,
                 lua_toboolean(L, 9));
     return 0;
@@ -46,12 +42,7 @@ static int l_adam_step(lua_State *L)
 
     nn_check_writable(L, p, 1);
     luaL_argcheck(L, step >= 1, 5, "steps count from 1");
-    o.lr = (float)luaL_checknumber(L, 6);
-    o.beta1 = (float)luaL_checknumber(L, 7);
-    o.beta2 = (float)luaL_checknumber(L, 8);
-    o.eps = (float)luaL_checknumber(L, 9);
-    o.weight_decay = (float)luaL_checknumber(L, 10);
-    o.decoupled = lua_toboolean(L, 11);
+    nn_check_adam_opts(L, 6, &o);
     nn_adam_step(p->data, g->data, m->data, v->data, (int64_t)(p->nbytes / 4), step, &o);
     return 0;
 }

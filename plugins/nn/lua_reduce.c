@@ -5,45 +5,13 @@
 #include "lua_nn.h"
 #include "nn_reduce.h"
 
-/* A reduction's geometry: the axis (or -1 for everything) as outer x len x inner, and the shape
- * of the result. */
-typedef struct {
-    int axis;
-    int64_t outer, len, inner;
-    nn_shape_t out;
-} reduction_t;
-
-/* Reads the dimension at arg (nil: all) and keepdim at arg + 1. */
-static void check_reduction(lua_State *L, const luray_tensor_t *t, int arg, reduction_t *r)
+/* The reduction of t by the dimension at arg (nil: all), keepdim at arg + 1. */
+static void check_reduction(lua_State *L, const luray_tensor_t *t, int arg, nn_reduction_t *r)
 {
-    bool keep = lua_toboolean(L, arg + 1);
     nn_shape_t s;
 
     nn_shape_of(t, &s);
-    r->axis = lua_isnoneornil(L, arg) ? -1 : nn_check_axis(L, arg, t->ndim);
-    r->outer = 1;
-    r->inner = 1;
-    r->out.ndim = 0;
-    if (r->axis < 0) {
-        r->len = nn_shape_numel(&s);
-        if (keep) {
-            r->out.ndim = s.ndim;
-            for (int d = 0; d < s.ndim; d++)
-                r->out.dim[d] = 1;
-        }
-        return;
-    }
-    r->len = s.dim[r->axis];
-    for (int d = 0; d < s.ndim; d++) {
-        if (d < r->axis)
-            r->outer *= s.dim[d];
-        else if (d > r->axis)
-            r->inner *= s.dim[d];
-        if (d != r->axis)
-            r->out.dim[r->out.ndim++] = s.dim[d];
-        else if (keep)
-            r->out.dim[r->out.ndim++] = 1;
-    }
+    nn_check_reduction(L, &s, arg, r);
 }
 
 /* C.sum(a [, dim, keepdim, mean]): the sum (or the mean) over everything or along dim. */
@@ -51,7 +19,7 @@ static int l_sum(lua_State *L)
 {
     luray_tensor_t *a = nn_check_f32(L, 1), *out;
     bool mean = lua_toboolean(L, 4);
-    reduction_t r;
+    nn_reduction_t r;
     float scale;
 
     check_reduction(L, a, 2, &r);
@@ -69,7 +37,7 @@ static int l_sum_backward(lua_State *L)
 {
     luray_tensor_t *g = nn_check_f32(L, 1), *a = nn_check_f32(L, 2), *dst;
     bool mean = lua_toboolean(L, 4);
-    reduction_t r;
+    nn_reduction_t r;
     nn_shape_t s;
 
     lua_pushboolean(L, 0); /* keepdim does not change the layout of g */
@@ -90,7 +58,7 @@ static int l_sum_backward(lua_State *L)
 static int l_max(lua_State *L)
 {
     luray_tensor_t *a = nn_check_f32(L, 1), *out, *arg;
-    reduction_t r;
+    nn_reduction_t r;
 
     check_reduction(L, a, 2, &r);
     if (r.len == 0)
@@ -109,7 +77,7 @@ static int l_max_backward(lua_State *L)
 {
     luray_tensor_t *g = nn_check_f32(L, 1), *arg = nn_check_tensor(L, 2), *a = nn_check_f32(L, 3);
     luray_tensor_t *dst;
-    reduction_t r;
+    nn_reduction_t r;
     nn_shape_t s;
 
     lua_pushvalue(L, 4);
@@ -135,25 +103,15 @@ static int l_argmax(lua_State *L)
     return 1;
 }
 
-static luray_tensor_t *check_rows(lua_State *L, int arg, int64_t *rows, int64_t *cols)
-{
-    luray_tensor_t *t = nn_check_f32(L, arg);
-
-    if (t->ndim < 1)
-        luaL_argerror(L, arg, "softmax needs a tensor of at least one dimension");
-    *cols = t->shape[t->ndim - 1];
-    *rows = *cols ? (int64_t)(t->nbytes / 4) / *cols : 0;
-    return t;
-}
-
 /* C.softmax(a [, log]): softmax (or log-softmax) along the last dimension. */
 static int l_softmax(lua_State *L)
 {
+    luray_tensor_t *a = nn_check_f32(L, 1), *out;
     int64_t rows, cols;
-    luray_tensor_t *a = check_rows(L, 1, &rows, &cols), *out;
     nn_shape_t s;
 
     nn_shape_of(a, &s);
+    nn_check_softmax_rows(L, 1, &s, &rows, &cols);
     out = nn_push_new(L, LURAY_DTYPE_FLOAT32, &s, false);
     nn_softmax_rows(a->data, rows, cols, lua_toboolean(L, 2), out->data);
     return 1;
@@ -162,13 +120,14 @@ static int l_softmax(lua_State *L)
 /* C.softmax_backward(g, y [, log]): the input's gradient from the forward result y. */
 static int l_softmax_backward(lua_State *L)
 {
+    luray_tensor_t *g = nn_check_f32(L, 1), *y = nn_check_f32(L, 2), *dst;
     int64_t rows, cols;
-    luray_tensor_t *g = nn_check_f32(L, 1), *y = check_rows(L, 2, &rows, &cols), *dst;
     nn_shape_t s;
 
+    nn_shape_of(y, &s);
+    nn_check_softmax_rows(L, 2, &s, &rows, &cols);
     if (g->nbytes != y->nbytes)
         luaL_argerror(L, 1, "gradient size differs from the forward result's");
-    nn_shape_of(y, &s);
     dst = nn_push_new(L, LURAY_DTYPE_FLOAT32, &s, false);
     nn_softmax_rows_backward(g->data, y->data, rows, cols, lua_toboolean(L, 3), dst->data);
     return 1;

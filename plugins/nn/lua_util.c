@@ -1,6 +1,5 @@
 /* Argument checkers and result allocation shared by the nn plugin's Lua binding (lua_nn.h). */
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -27,29 +26,6 @@ void nn_shape_of(const luray_tensor_t *t, nn_shape_t *s)
         s->dim[i] = t->shape[i];
 }
 
-const char *nn_push_shape_string(lua_State *L, const nn_shape_t *s)
-{
-    luaL_Buffer b;
-    char num[32];
-
-    luaL_buffinit(L, &b);
-    luaL_addchar(&b, '{');
-    for (int i = 0; i < s->ndim; i++) {
-        snprintf(num, sizeof num, i ? ", %lld" : "%lld", (long long)s->dim[i]);
-        luaL_addstring(&b, num);
-    }
-    luaL_addchar(&b, '}');
-    luaL_pushresult(&b);
-    return lua_tostring(L, -1);
-}
-
-static const char *dtype_name(int dtype)
-{
-    static const char *const names[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
-
-    return dtype >= 0 && dtype < LURAY_DTYPE_COUNT ? names[dtype] : "unknown";
-}
-
 luray_tensor_t *nn_check_tensor(lua_State *L, int arg)
 {
     luray_tensor_t *t = nn_host->tensor_test(L, arg);
@@ -67,7 +43,7 @@ luray_tensor_t *nn_check_f32(lua_State *L, int arg)
 
     if (t->dtype != LURAY_DTYPE_FLOAT32)
         luaL_argerror(L, arg, lua_pushfstring(L, "expected a float32 tensor, got %s",
-                                              dtype_name(t->dtype)));
+                                              nn_dtype_name(t->dtype)));
     if (!nn_is_contiguous(t))
         luaL_argerror(L, arg, "expected a contiguous tensor");
     return t;
@@ -97,47 +73,10 @@ void nn_check_shape(lua_State *L, int arg, nn_shape_t *s)
 {
     luray_tensor_t *t = nn_host->tensor_test(L, arg);
 
-    if (t) {
+    if (t)
         nn_shape_of(t, s);
-        return;
-    }
-    if (lua_isinteger(L, arg)) {
-        s->ndim = 1;
-        s->dim[0] = lua_tointeger(L, arg);
-        if (s->dim[0] < 0)
-            luaL_argerror(L, arg, "dimensions must be non-negative");
-        return;
-    }
-    luaL_checktype(L, arg, LUA_TTABLE);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
-    if (n > NN_MAX_DIMS)
-        luaL_argerror(L, arg, lua_pushfstring(L, "a shape has at most %d dimensions, got %I",
-                                              NN_MAX_DIMS, n));
-    s->ndim = (int)n;
-    for (lua_Integer i = 1; i <= n; i++) {
-        int isnum;
-        lua_Integer v;
-
-        lua_rawgeti(L, arg, i);
-        v = lua_tointegerx(L, -1, &isnum);
-        lua_pop(L, 1);
-        if (!isnum || v < 0)
-            luaL_argerror(L, arg, lua_pushfstring(L, "shape[%I] is not a non-negative integer",
-                                                  i));
-        s->dim[i - 1] = v;
-    }
-}
-
-int nn_check_axis(lua_State *L, int arg, int ndim)
-{
-    lua_Integer d = luaL_checkinteger(L, arg);
-
-    if (d < 0)
-        d += ndim + 1;
-    if (d < 1 || d > ndim)
-        luaL_argerror(L, arg, lua_pushfstring(L, "dimension %I out of range for a %d-dimensional "
-                                                 "tensor", luaL_checkinteger(L, arg), ndim));
-    return (int)d - 1;
+    else
+        nn_check_dims(L, arg, s);
 }
 
 luray_tensor_t *nn_push_new(lua_State *L, int dtype, const nn_shape_t *s, bool zero)

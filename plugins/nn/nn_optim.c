@@ -22,14 +22,28 @@ void nn_sgd_step(float *p, const float *g, float *buf, int64_t n, const nn_sgd_o
     }
 }
 
+void nn_adam_consts(const nn_adam_opts_t *o, int64_t step, nn_adam_consts_t *k)
+{
+    const double bc1 = 1.0 - pow(o->beta1, (double)step), bc2 = 1.0 - pow(o->beta2, (double)step);
+
+    k->beta1 = o->beta1;
+    k->beta2 = o->beta2;
+    k->eps = o->eps;
+    k->step_size = (float)(o->lr / bc1);
+    k->inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    k->l2 = o->decoupled ? 0.0f : o->weight_decay;
+    k->shrink = o->decoupled ? 1.0f - o->lr * o->weight_decay : 1.0f;
+}
+
 void nn_adam_step(float *p, const float *g, float *m, float *v, int64_t n, int64_t step,
                   const nn_adam_opts_t *o)
 {
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    const double bc1 = 1.0 - pow(o->beta1, (double)step), bc2 = 1.0 - pow(o->beta2, (double)step);
-    const float step_size = (float)(o->lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-    const float l2 = o->decoupled ? 0.0f : o->weight_decay;
-    const float shrink = o->decoupled ? 1.0f - o->lr * o->weight_decay : 1.0f;
+    nn_adam_consts_t k;
+
+    nn_adam_consts(o, step, &k);
+    /* Locals, so that the loop's stores cannot alias them and they stay in registers. */
+    const float b1 = k.beta1, b2 = k.beta2, eps = k.eps, l2 = k.l2, shrink = k.shrink;
+    const float step_size = k.step_size, inv_sqrt_bc2 = k.inv_sqrt_bc2;
 
     for (int64_t i = 0; i < n; i++) {
         float d = g[i] + l2 * p[i];

@@ -1,5 +1,6 @@
 /* Shapes of nn tensors and the broadcasting iterator that the element-wise kernels walk: NumPy's
- * rules (shapes aligned at the right, a dimension of 1 stretches), dimensions coalesced first. */
+ * rules (shapes aligned at the right, a dimension of 1 stretches), dimensions coalesced first.
+ * nn_cuda compiles nn_shape.c too, for the same shapes and the geometry of its kernels. */
 #ifndef LURAY_NN_SHAPE_H
 #define LURAY_NN_SHAPE_H
 

@@ -133,7 +133,7 @@ __device__ __forceinline__ float binary_grad(int op, int which, float gv, float 
 
 // Offsets of the four operands (out, a, b, dst) at position i of dims/strides (n of them).
 __device__ __forceinline__ void split_offsets(int n, const int64_t *dim,
-                                              const int64_t (*stride)[CU_MAX_DIMS], int64_t i,
+                                              const int64_t (*stride)[NN_MAX_DIMS], int64_t i,
                                               int64_t *off)
 {
     for (int d = n - 1; d >= 0; d--) {

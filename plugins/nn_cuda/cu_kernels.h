@@ -49,19 +49,12 @@ typedef enum { CU_LOSS_MSE, CU_LOSS_BCE, CU_LOSS_BCE_LOGITS, CU_LOSS_COUNT } cu_
 #define CU_REDUCE_PARTS 512
 #define CU_SCRATCH_BYTES (CU_REDUCE_PARTS * (sizeof(double) + sizeof(float) + sizeof(int64_t)))
 
-typedef struct {
-    float lr, momentum, dampening, weight_decay;
-    bool nesterov;
-} cu_sgd_opts_t;
-
-/* Adam's per-step constants, computed on the host exactly as nn_adam_step computes them. */
-typedef struct {
-    float beta1, beta2, eps, l2, shrink, step_size, inv_sqrt_bc2;
-} cu_adam_consts_t;
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The CPU plugin's SGD options and Adam constants (nn_adam_consts computes them on the host). */
+#include "../nn/nn_optim.h"
 
 /* ---- element-wise (cu_elem.cu) ---- */
 
@@ -159,10 +152,10 @@ cudaError_t cu_pair_loss_backward(cudaStream_t stream, int loss, const float *p,
 
 /* nn_sgd_step; buf NULL when momentum is 0. */
 cudaError_t cu_sgd_step(cudaStream_t stream, float *p, const float *g, float *buf, int64_t n,
-                        const cu_sgd_opts_t *o, bool first);
+                        const nn_sgd_opts_t *o, bool first);
 /* nn_adam_step with its constants computed on the host. */
 cudaError_t cu_adam_step(cudaStream_t stream, float *p, const float *g, float *m, float *v,
-                         int64_t n, const cu_adam_consts_t *k);
+                         int64_t n, const nn_adam_consts_t *k);
 
 #ifdef __cplusplus
 }

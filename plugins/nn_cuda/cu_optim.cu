@@ -7,7 +7,7 @@ __global__ void k_sgd_plain(float *p, const float *g, int64_t n, float lr, float
     CU_FOR_EACH(i, n) p[i] -= lr * (g[i] + wd * p[i]);
 }
 
-__global__ void k_sgd_momentum(float *p, const float *g, float *buf, int64_t n, cu_sgd_opts_t o,
+__global__ void k_sgd_momentum(float *p, const float *g, float *buf, int64_t n, nn_sgd_opts_t o,
                                bool first)
 {
     const float damp = 1.0f - o.dampening;
@@ -22,7 +22,7 @@ __global__ void k_sgd_momentum(float *p, const float *g, float *buf, int64_t n, 
 }
 
 extern "C" cudaError_t cu_sgd_step(cudaStream_t stream, float *p, const float *g, float *buf,
-                                   int64_t n, const cu_sgd_opts_t *o, bool first)
+                                   int64_t n, const nn_sgd_opts_t *o, bool first)
 {
     if (n <= 0)
         return cudaSuccess;
@@ -34,7 +34,7 @@ extern "C" cudaError_t cu_sgd_step(cudaStream_t stream, float *p, const float *g
 }
 
 __global__ void k_adam(float *p, const float *g, float *m, float *v, int64_t n,
-                       cu_adam_consts_t k)
+                       nn_adam_consts_t k)
 {
     CU_FOR_EACH(i, n) {
         float d = g[i] + k.l2 * p[i];
@@ -46,7 +46,7 @@ __global__ void k_adam(float *p, const float *g, float *m, float *v, int64_t n,
 }
 
 extern "C" cudaError_t cu_adam_step(cudaStream_t stream, float *p, const float *g, float *m,
-                                    float *v, int64_t n, const cu_adam_consts_t *k)
+                                    float *v, int64_t n, const nn_adam_consts_t *k)
 {
     if (n <= 0)
         return cudaSuccess;

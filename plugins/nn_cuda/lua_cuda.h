@@ -1,7 +1,8 @@
 /* What the nn_cuda plugin's Lua binding files share: the host API, the CUDA tensor type
  * ("luray.nn_cuda.Tensor") and its checkers, the Lua state's device context, results allocated
- * in device memory, copies between host and device, and each file's opener. Only this layer
- * raises Lua errors; at every raise, what it allocated is already owned by a Lua value. */
+ * in device memory, copies between host and device, and each file's opener; the checks that
+ * hold for both backends come from the CPU plugin's lua_args.h. Only this layer raises Lua
+ * errors; at every raise, what it allocated is already owned by a Lua value. */
 #ifndef LURAY_NN_CUDA_LUA_CUDA_H
 #define LURAY_NN_CUDA_LUA_CUDA_H
 
@@ -10,6 +11,7 @@
 
 #include <lua.h>
 
+#include "../nn/lua_args.h"
 #include "cu_mem.h"
 #include "cu_shape.h"
 #include "luray/plugin.h"
@@ -25,7 +27,7 @@ typedef struct {
     size_t nbytes;
     int dtype;
     int ndim;
-    int64_t shape[CU_MAX_DIMS];
+    int64_t shape[NN_MAX_DIMS];
 } cu_tensor_t;
 
 /* The Lua state's device context, made on first use; raises when there is no device. */
@@ -39,10 +41,7 @@ void cu_check_cuda(lua_State *L, cudaError_t err, const char *what);
 /* Raises "<what>: <msg>" unless msg is NULL (the cu_blas.h convention). */
 void cu_check_msg(lua_State *L, const char *msg, const char *what);
 
-const char *cu_dtype_name(int dtype);
-void cu_shape_of(const cu_tensor_t *t, cu_shape_t *s);
-/* Pushes "{2, 3}" and returns it. */
-const char *cu_push_shape_string(lua_State *L, const cu_shape_t *s);
+void cu_shape_of(const cu_tensor_t *t, nn_shape_t *s);
 
 /* The CUDA tensor at arg, or NULL when the value is something else. */
 cu_tensor_t *cu_test_tensor(lua_State *L, int arg);
@@ -52,20 +51,18 @@ cu_tensor_t *cu_check_tensor(lua_State *L, int arg);
 cu_tensor_t *cu_check_f32(lua_State *L, int arg);
 /* A float32 operand that may also be a number: then the result is NULL, *scalar holds it and s
  * is 0-d (the kernels take a NULL operand's value beside it). */
-const float *cu_check_operand(lua_State *L, int arg, float *scalar, cu_shape_t *s);
+const float *cu_check_operand(lua_State *L, int arg, float *scalar, nn_shape_t *s);
 /* A shape from a table of non-negative integers, an integer, or a tensor (core or CUDA). */
-void cu_check_shape(lua_State *L, int arg, cu_shape_t *s);
-/* A dimension argument, 1-based with negatives counting from the end, as 0-based. */
-int cu_check_axis(lua_State *L, int arg, int ndim);
+void cu_check_shape(lua_State *L, int arg, nn_shape_t *s);
 
 /* Pushes a new tensor (zeroed if `zero`); raises when device memory runs out even after a full
  * garbage collection. */
-cu_tensor_t *cu_push_new(lua_State *L, int dtype, const cu_shape_t *s, bool zero);
+cu_tensor_t *cu_push_new(lua_State *L, int dtype, const nn_shape_t *s, bool zero);
 /* The result tensor: the float32 tensor of shape s given at arg (pushed again), or a new one
  * when arg is nil or absent; left at the top of the stack either way. */
-cu_tensor_t *cu_push_out(lua_State *L, int arg, const cu_shape_t *s, bool zero);
+cu_tensor_t *cu_push_out(lua_State *L, int arg, const nn_shape_t *s, bool zero);
 /* Pushes a view of t (the same buffer) with another shape of the same size. */
-cu_tensor_t *cu_push_view(lua_State *L, const cu_tensor_t *t, const cu_shape_t *s, size_t offset,
+cu_tensor_t *cu_push_view(lua_State *L, const cu_tensor_t *t, const nn_shape_t *s, size_t offset,
                           size_t nbytes);
 
 /* Pushes a new CUDA tensor holding the core tensor at arg (any dtype, any strides). */

@@ -9,36 +9,26 @@
 #include "cu_kernels.h"
 #include "lua_cuda.h"
 
-static const char *const binary_names[] = {"add", "sub", "mul", "div", "pow", "eq",
-                                           "ne",  "lt",  "le",  "gt",  "ge",  NULL};
-static const char *const unary_names[] = {"neg", "exp", "log", "relu", "sigmoid", "tanh", NULL};
-static const char *const dtype_names[] = {"float32", "float64", "int32", "int64",
-                                          "uint8",   "bool",    NULL};
-
 /* Operands a and b (tensors or numbers) and their broadcast shape; raises when they do not
  * broadcast. */
 typedef struct {
     const float *a, *b;
     float sa, sb;
-    cu_shape_t as, bs, os;
+    nn_shape_t as, bs, os;
 } operands_t;
 
 static void check_operands(lua_State *L, int arg, int op, operands_t *o)
 {
     o->a = cu_check_operand(L, arg, &o->sa, &o->as);
     o->b = cu_check_operand(L, arg + 1, &o->sb, &o->bs);
-    if (cu_shape_broadcast(&o->as, &o->bs, &o->os) < 0) {
-        const char *bs = cu_push_shape_string(L, &o->bs);
-        luaL_error(L, "%s: shapes %s and %s do not broadcast", binary_names[op],
-                   cu_push_shape_string(L, &o->as), bs);
-    }
+    nn_check_broadcast(L, nn_binary_names[op], &o->as, &o->bs, &o->os);
 }
 
 /* K.<op>(a, b [, out]) for each binary op; the op is the upvalue. */
 static int l_binary(lua_State *L)
 {
     int op = (int)lua_tointeger(L, lua_upvalueindex(1));
-    const cu_shape_t *ops[3];
+    const nn_shape_t *ops[3];
     cu_tensor_t *out;
     operands_t o;
     cu_geom_t g;
@@ -50,8 +40,8 @@ static int l_binary(lua_State *L)
     ops[2] = &o.bs;
     cu_geom_init(&g, &o.os, 3, ops);
     cu_check_cuda(L, cu_binary(cu_lua_ctx(L)->stream, op, o.a, o.sa, o.b, o.sb, out->data, &g,
-                               cu_shape_numel(&o.os)),
-                  binary_names[op]);
+                               nn_shape_numel(&o.os)),
+                  nn_binary_names[op]);
     return 1;
 }
 
@@ -59,13 +49,13 @@ static int l_binary(lua_State *L)
  * summed to its shape; out is the forward result (needed by pow). */
 static int l_binary_backward(lua_State *L)
 {
-    int op = luaL_checkoption(L, 1, NULL, binary_names);
+    int op = luaL_checkoption(L, 1, NULL, nn_binary_names);
     lua_Integer which = luaL_checkinteger(L, 2);
     cu_tensor_t *g = cu_check_f32(L, 3), *dst;
-    const cu_shape_t *ops[4];
+    const nn_shape_t *ops[4];
     const float *fwd;
     int64_t kept, summed;
-    cu_shape_t gs;
+    nn_shape_t gs;
     operands_t o;
     cu_split_t split;
     cu_geom_t geo;
@@ -73,13 +63,13 @@ static int l_binary_backward(lua_State *L)
     luaL_argcheck(L, which == 1 || which == 2, 2, "expected 1 or 2");
     check_operands(L, 4, op, &o);
     cu_shape_of(g, &gs);
-    if (!cu_shape_eq(&gs, &o.os))
+    if (!nn_shape_eq(&gs, &o.os))
         luaL_argerror(L, 3, "gradient shape differs from the broadcast shape");
     fwd = g->data;
     if (!lua_isnoneornil(L, 6)) {
         cu_tensor_t *out = cu_check_f32(L, 6);
 
-        if ((int64_t)out->nbytes != cu_shape_numel(&o.os) * 4)
+        if ((int64_t)out->nbytes != nn_shape_numel(&o.os) * 4)
             luaL_argerror(L, 6, "forward result has the wrong size");
         fwd = out->data;
     }
@@ -101,12 +91,12 @@ static int l_unary(lua_State *L)
 {
     int op = (int)lua_tointeger(L, lua_upvalueindex(1));
     cu_tensor_t *a = cu_check_f32(L, 1), *out;
-    cu_shape_t s;
+    nn_shape_t s;
 
     cu_shape_of(a, &s);
     out = cu_push_out(L, 2, &s, false);
-    cu_check_cuda(L, cu_unary(cu_lua_ctx(L)->stream, op, a->data, out->data, cu_shape_numel(&s)),
-                  unary_names[op]);
+    cu_check_cuda(L, cu_unary(cu_lua_ctx(L)->stream, op, a->data, out->data, nn_shape_numel(&s)),
+                  nn_unary_names[op]);
     return 1;
 }
 
@@ -114,9 +104,9 @@ static int l_unary(lua_State *L)
  * out; a may be nil for ops whose gradient needs only out; dst may be g (in place). */
 static int l_unary_backward(lua_State *L)
 {
-    int op = luaL_checkoption(L, 1, NULL, unary_names);
+    int op = luaL_checkoption(L, 1, NULL, nn_unary_names);
     cu_tensor_t *g = cu_check_f32(L, 2), *a = NULL, *out = cu_check_f32(L, 4), *dst;
-    cu_shape_t s;
+    nn_shape_t s;
 
     if (op == CU_LOG || !lua_isnoneornil(L, 3))
         a = cu_check_f32(L, 3);
@@ -125,7 +115,7 @@ static int l_unary_backward(lua_State *L)
         luaL_argerror(L, 2, "gradient and forward tensors differ in size");
     dst = cu_push_out(L, 5, &s, false);
     cu_check_cuda(L, cu_unary_backward(cu_lua_ctx(L)->stream, op, g->data, a ? a->data : NULL,
-                                       out->data, dst->data, cu_shape_numel(&s)),
+                                       out->data, dst->data, nn_shape_numel(&s)),
                   "unary_backward");
     return 1;
 }
@@ -146,7 +136,7 @@ static void fill(lua_State *L, cu_tensor_t *t, float v)
 /* K.full(shape, value): a new float32 tensor filled with value. */
 static int l_full(lua_State *L)
 {
-    cu_shape_t s;
+    nn_shape_t s;
     float v;
 
     cu_check_shape(L, 1, &s);
@@ -165,16 +155,6 @@ static int l_fill(lua_State *L)
     return 1;
 }
 
-/* Raises unless the shapes hold as many elements. */
-static void check_copy_sizes(lua_State *L, const cu_shape_t *ds, const cu_shape_t *ss)
-{
-    if (cu_shape_numel(ds) != cu_shape_numel(ss)) {
-        const char *b = cu_push_shape_string(L, ss);
-        luaL_error(L, "copy: cannot copy a tensor of shape %s into one of shape %s", b,
-                   cu_push_shape_string(L, ds));
-    }
-}
-
 /* K.copy_(dst, src): copies the elements of src (a CUDA or a CPU tensor, any dtype, the same
  * count) into dst, converting. */
 static int l_copy(lua_State *L)
@@ -182,7 +162,7 @@ static int l_copy(lua_State *L)
     cu_tensor_t *dst = cu_check_tensor(L, 1), *src = NULL;
     cudaStream_t st = cu_lua_ctx(L)->stream;
     luray_tensor_t *host = NULL;
-    cu_shape_t ds, ss;
+    nn_shape_t ds, ss;
 
     if (cu_test_tensor(L, 2))
         src = cu_check_tensor(L, 2);
@@ -190,7 +170,7 @@ static int l_copy(lua_State *L)
         luaL_typeerror(L, 2, "tensor");
     cu_shape_of(dst, &ds);
     cu_check_shape(L, 2, &ss);
-    check_copy_sizes(L, &ds, &ss);
+    nn_check_copy_sizes(L, &ds, &ss);
     if (host && host->dtype == dst->dtype) { /* from the host, straight in */
         cu_upload_into(L, dst, 2);
         lua_settop(L, 1);
@@ -205,7 +185,7 @@ static int l_copy(lua_State *L)
                       "copy");
     else
         cu_check_cuda(L, cu_convert(st, src->data, src->dtype, dst->data, dst->dtype,
-                                    cu_shape_numel(&ds)),
+                                    nn_shape_numel(&ds)),
                       "copy");
     lua_settop(L, 1);
     return 1;
@@ -229,12 +209,12 @@ static int l_axpy(lua_State *L)
 static void push_converted(lua_State *L, cu_tensor_t *t, int dtype)
 {
     cu_tensor_t *out;
-    cu_shape_t s;
+    nn_shape_t s;
 
     cu_shape_of(t, &s);
     out = cu_push_new(L, dtype, &s, false);
     cu_check_cuda(L, cu_convert(cu_lua_ctx(L)->stream, t->data, t->dtype, out->data, dtype,
-                                cu_shape_numel(&s)),
+                                nn_shape_numel(&s)),
                   "convert");
 }
 
@@ -243,7 +223,7 @@ static int l_convert(lua_State *L)
 {
     cu_tensor_t *t = cu_check_tensor(L, 1);
 
-    push_converted(L, t, luaL_checkoption(L, 2, NULL, dtype_names));
+    push_converted(L, t, luaL_checkoption(L, 2, NULL, nn_dtype_names));
     return 1;
 }
 
@@ -263,7 +243,7 @@ static int l_as_f32(lua_State *L)
 static int l_transpose(lua_State *L)
 {
     cu_tensor_t *a = cu_check_f32(L, 1), *out;
-    cu_shape_t s;
+    nn_shape_t s;
 
     if (a->ndim != 2)
         luaL_argerror(L, 1, lua_pushfstring(L, "transpose needs a 2-D tensor, got %d-D",
@@ -289,13 +269,11 @@ static int l_narrow(lua_State *L)
 {
     cu_tensor_t *t = cu_check_tensor(L, 1);
     lua_Integer first = luaL_checkinteger(L, 2), count = luaL_checkinteger(L, 3);
-    cu_shape_t s;
+    nn_shape_t s;
 
     if (t->ndim < 1)
         luaL_argerror(L, 1, "expected a tensor of at least one dimension");
-    if (first < 1 || count < 0 || first - 1 > t->shape[0] - count)
-        luaL_error(L, "rows %I..%I out of range for a tensor of %I rows", first,
-                   first + count - 1, (lua_Integer)t->shape[0]);
+    nn_check_row_range(L, first, count, t->shape[0]);
     cu_shape_of(t, &s);
     s.dim[0] = count;
     cu_push_view(L, t, &s, (size_t)(first - 1) * row_bytes(t), (size_t)count * row_bytes(t));
@@ -311,15 +289,7 @@ static int64_t *push_positions(lua_State *L, int arg, int64_t *n)
     if (lua_istable(L, arg)) {
         *n = (int64_t)lua_rawlen(L, arg);
         idx = lua_newuserdatauv(L, (size_t)(*n ? *n : 1) * sizeof *idx, 0);
-        for (int64_t i = 0; i < *n; i++) {
-            int isnum;
-
-            lua_rawgeti(L, arg, (lua_Integer)i + 1);
-            idx[i] = (int64_t)lua_tointegerx(L, -1, &isnum) - 1;
-            lua_pop(L, 1);
-            if (!isnum)
-                luaL_error(L, "index list: element %I is not an integer", (lua_Integer)i + 1);
-        }
+        nn_read_position_list(L, arg, idx, *n);
         return idx;
     }
     idx = (int64_t *)cu_push_host_i64(L, arg, "index", n); /* our own buffer */
@@ -335,7 +305,7 @@ static int l_gather_rows(lua_State *L)
     cu_tensor_t *t = cu_check_tensor(L, 1), *idx, *out;
     const int64_t *host;
     int64_t n;
-    cu_shape_t s;
+    nn_shape_t s;
 
     if (t->ndim < 1)
         luaL_argerror(L, 1, "expected a tensor of at least one dimension");
@@ -368,10 +338,7 @@ static int l_index_add_rows(lua_State *L)
     rowlen = dst->shape[0] ? (int64_t)(dst->nbytes / 4) / dst->shape[0] : 0;
     if ((int64_t)(g->nbytes / 4) != n * rowlen)
         luaL_argerror(L, 3, "gradient size does not match the index");
-    for (int64_t i = 0; i < n; i++)
-        if (host[i] < 0 || host[i] >= dst->shape[0])
-            luaL_error(L, "index %I out of range for a tensor of %I rows",
-                       (lua_Integer)host[i] + 1, (lua_Integer)dst->shape[0]);
+    nn_check_positions(L, host, n, dst->shape[0]);
     idx = cu_push_upload_i64(L, host, n);
     cu_check_cuda(L, cu_index_add_rows(cu_lua_ctx(L)->stream, dst->data, rowlen, idx->data, n,
                                        g->data),
@@ -413,13 +380,13 @@ static int l_item(lua_State *L)
 /* K.same_shape(a, b): whether two tensors (CUDA or CPU) have the same shape. */
 static int l_same_shape(lua_State *L)
 {
-    cu_shape_t as, bs;
+    nn_shape_t as, bs;
 
     luaL_argcheck(L, cu_test_tensor(L, 1) || cu_host->tensor_test(L, 1), 1, "expected a tensor");
     luaL_argcheck(L, cu_test_tensor(L, 2) || cu_host->tensor_test(L, 2), 2, "expected a tensor");
     cu_check_shape(L, 1, &as);
     cu_check_shape(L, 2, &bs);
-    lua_pushboolean(L, cu_shape_eq(&as, &bs));
+    lua_pushboolean(L, nn_shape_eq(&as, &bs));
     return 1;
 }
 
@@ -457,16 +424,8 @@ void cu_open_elem(lua_State *L, int idx)
         {NULL, NULL},
     };
 
-    for (int op = 0; binary_names[op]; op++) {
-        lua_pushinteger(L, op);
-        lua_pushcclosure(L, l_binary, 1);
-        lua_setfield(L, idx, binary_names[op]);
-    }
-    for (int op = 0; unary_names[op]; op++) {
-        lua_pushinteger(L, op);
-        lua_pushcclosure(L, l_unary, 1);
-        lua_setfield(L, idx, unary_names[op]);
-    }
+    nn_set_closures(L, idx, nn_binary_names, "", l_binary);
+    nn_set_closures(L, idx, nn_unary_names, "", l_unary);
     lua_pushvalue(L, idx);
     luaL_setfuncs(L, funcs, 0);
     lua_pop(L, 1);

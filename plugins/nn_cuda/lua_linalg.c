@@ -27,7 +27,7 @@ static int l_matmul(lua_State *L)
     float beta = (float)luaL_optnumber(L, 6, 0.0);
     int64_t m = ta ? a->shape[1] : a->shape[0], k = ta ? a->shape[0] : a->shape[1];
     int64_t kb = tb ? b->shape[1] : b->shape[0], n = tb ? b->shape[0] : b->shape[1];
-    cu_shape_t os = {2, {m, n}};
+    nn_shape_t os = {2, {m, n}};
 
     if (k != kb)
         luaL_error(L, "matmul: inner dimensions differ (%I and %I)", (lua_Integer)k,
@@ -48,7 +48,7 @@ static int l_linear(lua_State *L)
 {
     cu_tensor_t *x = check_matrix(L, 1), *w = check_matrix(L, 2), *bias = NULL, *out;
     int act = act_codes[luaL_checkoption(L, 4, "none", act_names)];
-    cu_shape_t os = {2, {x->shape[0], w->shape[0]}};
+    nn_shape_t os = {2, {x->shape[0], w->shape[0]}};
     cu_ctx_t *ctx = cu_lua_ctx(L);
 
     if (x->shape[1] != w->shape[1])
@@ -74,7 +74,7 @@ static int l_linear(lua_State *L)
 static int l_sum_rows(lua_State *L)
 {
     cu_tensor_t *g = check_matrix(L, 1), *out;
-    cu_shape_t os = {1, {g->shape[1]}};
+    nn_shape_t os = {1, {g->shape[1]}};
     float beta = lua_isnoneornil(L, 2) ? 0.0f : (float)luaL_optnumber(L, 3, 0.0);
 
     out = cu_push_out(L, 2, &os, false);

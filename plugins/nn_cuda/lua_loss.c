@@ -3,15 +3,10 @@
  * functions, arguments and errors as the CPU plugin's lua_loss.c. Labels from the host are
  * checked there before they are copied over; labels already on the GPU are checked there, with
  * one small read back. */
-#include <math.h>
-#include <stdio.h>
-
 #include <lauxlib.h>
 
 #include "cu_kernels.h"
 #include "lua_cuda.h"
-
-static const char *const reductions[] = {"mean", "sum", NULL};
 
 /* The gradient flowing into a loss: a number (returned, *gp NULL) or a one-element float32
  * CUDA tensor (*gp its element, read by the kernel). */
@@ -85,10 +80,10 @@ static cu_tensor_t *push_labels(lua_State *L, int arg, int64_t n, int64_t c)
 static int l_cross_entropy(lua_State *L)
 {
     cu_tensor_t *x = cu_check_f32(L, 1), *labels, *probs, *rowloss, *loss;
-    bool mean = luaL_checkoption(L, 3, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 3);
     cu_ctx_t *ctx = cu_lua_ctx(L);
     int64_t n, c;
-    cu_shape_t s, rs, ls = {0, {0}};
+    nn_shape_t s, rs, ls = {0, {0}};
     int top = lua_gettop(L);
 
     if (x->ndim != 1 && x->ndim != 2)
@@ -122,10 +117,10 @@ static int l_cross_entropy_backward(lua_State *L)
     const float *gp;
     float gv = check_seed(L, 1, &gp);
     cu_tensor_t *probs = cu_check_f32(L, 2), *labels = cu_check_tensor(L, 3), *dst;
-    bool mean = luaL_checkoption(L, 4, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 4);
     int64_t c = probs->ndim ? probs->shape[probs->ndim - 1] : 1;
     int64_t n = probs->ndim == 2 ? probs->shape[0] : 1;
-    cu_shape_t s;
+    nn_shape_t s;
 
     if (labels->dtype != LURAY_DTYPE_INT64 || (int64_t)(labels->nbytes / 8) != n)
         luaL_argerror(L, 3, "expected the int64 labels cross_entropy returned");
@@ -137,48 +132,35 @@ static int l_cross_entropy_backward(lua_State *L)
     return 1;
 }
 
-/* Checks an element-wise loss's operands at parg and parg + 1: the same element count, and
- * the same shape once dimensions of size 1 are left out (so {n, 1} predictions meet {n}
- * targets). */
+/* Checks an element-wise loss's operands at parg and parg + 1 (nn_check_loss_shapes); returns
+ * their element count. */
 static int64_t check_pair(lua_State *L, const char *name, int parg, cu_tensor_t **p,
                           cu_tensor_t **t)
 {
-    cu_shape_t ps, ts, pk = {0, {0}}, tk = {0, {0}};
+    nn_shape_t ps, ts;
 
     *p = cu_check_f32(L, parg);
     *t = cu_check_f32(L, parg + 1);
     cu_shape_of(*p, &ps);
     cu_shape_of(*t, &ts);
-    for (int d = 0; d < ps.ndim; d++)
-        if (ps.dim[d] != 1)
-            pk.dim[pk.ndim++] = ps.dim[d];
-    for (int d = 0; d < ts.ndim; d++)
-        if (ts.dim[d] != 1)
-            tk.dim[tk.ndim++] = ts.dim[d];
-    if (!cu_shape_eq(&pk, &tk)) {
-        const char *b = cu_push_shape_string(L, &ts);
-        luaL_error(L, "%s: prediction of shape %s and target of shape %s differ", name,
-                   cu_push_shape_string(L, &ps), b);
-    }
-    return cu_shape_numel(&ps);
+    nn_check_loss_shapes(L, name, &ps, &ts);
+    return nn_shape_numel(&ps);
 }
-
-static const char *const loss_names[CU_LOSS_COUNT] = {"mse", "bce", "bce_with_logits"};
 
 /* K.<loss>(pred, target [, reduction]); the loss is the upvalue. */
 static int l_pair_loss(lua_State *L)
 {
     int which = (int)lua_tointeger(L, lua_upvalueindex(1));
-    bool mean = luaL_checkoption(L, 3, "mean", reductions) == 0;
-    cu_shape_t ls = {0, {0}};
+    bool mean = nn_check_mean(L, 3);
+    nn_shape_t ls = {0, {0}};
     cu_ctx_t *ctx = cu_lua_ctx(L);
     cu_tensor_t *p, *t, *out;
-    int64_t n = check_pair(L, loss_names[which], 1, &p, &t);
+    int64_t n = check_pair(L, nn_pair_loss_names[which], 1, &p, &t);
 
     out = cu_push_new(L, LURAY_DTYPE_FLOAT32, &ls, false);
     cu_check_cuda(L, cu_pair_loss(ctx->stream, which, p->data, t->data, n, mean, out->data,
                                   ctx->scratch),
-                  loss_names[which]);
+                  nn_pair_loss_names[which]);
     return 1;
 }
 
@@ -188,34 +170,25 @@ static int l_pair_loss_backward(lua_State *L)
     int which = (int)lua_tointeger(L, lua_upvalueindex(1));
     const float *gp;
     float gv = check_seed(L, 1, &gp);
-    bool mean = luaL_checkoption(L, 4, "mean", reductions) == 0;
+    bool mean = nn_check_mean(L, 4);
     cu_tensor_t *p, *t, *dst;
-    int64_t n = check_pair(L, loss_names[which], 2, &p, &t);
-    cu_shape_t s;
+    int64_t n = check_pair(L, nn_pair_loss_names[which], 2, &p, &t);
+    nn_shape_t s;
 
     cu_shape_of(p, &s);
     dst = cu_push_new(L, LURAY_DTYPE_FLOAT32, &s, false);
     cu_check_cuda(L, cu_pair_loss_backward(cu_lua_ctx(L)->stream, which, p->data, t->data, n, gp,
                                            gv, mean, dst->data),
-                  loss_names[which]);
+                  nn_pair_loss_names[which]);
     return 1;
 }
 
 void cu_open_loss(lua_State *L, int idx)
 {
-    char name[64];
-
     lua_pushcfunction(L, l_cross_entropy);
     lua_setfield(L, idx, "cross_entropy");
     lua_pushcfunction(L, l_cross_entropy_backward);
     lua_setfield(L, idx, "cross_entropy_backward");
-    for (int i = 0; i < CU_LOSS_COUNT; i++) {
-        lua_pushinteger(L, i);
-        lua_pushcclosure(L, l_pair_loss, 1);
-        lua_setfield(L, idx, loss_names[i]);
-        snprintf(name, sizeof name, "%s_backward", loss_names[i]);
-        lua_pushinteger(L, i);
-        lua_pushcclosure(L, l_pair_loss_backward, 1);
-        lua_setfield(L, idx, name);
-    }
+    nn_set_closures(L, idx, nn_pair_loss_names, "", l_pair_loss);
+    nn_set_closures(L, idx, nn_pair_loss_names, "_backward", l_pair_loss_backward);
 }

@@ -6,45 +6,13 @@
 #include "cu_kernels.h"
 #include "lua_cuda.h"
 
-/* A reduction's geometry: the axis (or -1 for everything) as outer x len x inner, and the shape
- * of the result. */
-typedef struct {
-    int axis;
-    int64_t outer, len, inner;
-    cu_shape_t out;
-} reduction_t;
-
-/* Reads the dimension at arg (nil: all) and keepdim at arg + 1. */
-static void check_reduction(lua_State *L, const cu_tensor_t *t, int arg, reduction_t *r)
+/* The reduction of t by the dimension at arg (nil: all), keepdim at arg + 1. */
+static void check_reduction(lua_State *L, const cu_tensor_t *t, int arg, nn_reduction_t *r)
 {
-    bool keep = lua_toboolean(L, arg + 1);
-    cu_shape_t s;
+    nn_shape_t s;
 
     cu_shape_of(t, &s);
-    r->axis = lua_isnoneornil(L, arg) ? -1 : cu_check_axis(L, arg, t->ndim);
-    r->outer = 1;
-    r->inner = 1;
-    r->out.ndim = 0;
-    if (r->axis < 0) {
-        r->len = cu_shape_numel(&s);
-        if (keep) {
-            r->out.ndim = s.ndim;
-            for (int d = 0; d < s.ndim; d++)
-                r->out.dim[d] = 1;
-        }
-        return;
-    }
-    r->len = s.dim[r->axis];
-    for (int d = 0; d < s.ndim; d++) {
-        if (d < r->axis)
-            r->outer *= s.dim[d];
-        else if (d > r->axis)
-            r->inner *= s.dim[d];
-        if (d != r->axis)
-            r->out.dim[r->out.ndim++] = s.dim[d];
-        else if (keep)
-            r->out.dim[r->out.ndim++] = 1;
-    }
+    nn_check_reduction(L, &s, arg, r);
 }
 
 /* K.sum(a [, dim, keepdim, mean]): the sum (or the mean) over everything or along dim. */
@@ -53,7 +21,7 @@ static int l_sum(lua_State *L)
     cu_tensor_t *a = cu_check_f32(L, 1), *out;
     bool mean = lua_toboolean(L, 4);
     cu_ctx_t *ctx = cu_lua_ctx(L);
-    reduction_t r;
+    nn_reduction_t r;
     cudaError_t err;
 
     check_reduction(L, a, 2, &r);
@@ -73,8 +41,8 @@ static int l_sum_backward(lua_State *L)
 {
     cu_tensor_t *g = cu_check_f32(L, 1), *a = cu_check_f32(L, 2), *dst;
     bool mean = lua_toboolean(L, 4);
-    reduction_t r;
-    cu_shape_t s;
+    nn_reduction_t r;
+    nn_shape_t s;
 
     lua_pushboolean(L, 0); /* keepdim does not change the layout of g */
     lua_pushvalue(L, 3);
@@ -96,7 +64,7 @@ static int l_max(lua_State *L)
 {
     cu_tensor_t *a = cu_check_f32(L, 1), *out, *arg;
     cu_ctx_t *ctx = cu_lua_ctx(L);
-    reduction_t r;
+    nn_reduction_t r;
     cudaError_t err;
 
     check_reduction(L, a, 2, &r);
@@ -117,8 +85,8 @@ static int l_max_backward(lua_State *L)
 {
     cu_tensor_t *g = cu_check_f32(L, 1), *arg = cu_check_tensor(L, 2), *a = cu_check_f32(L, 3);
     cu_tensor_t *dst;
-    reduction_t r;
-    cu_shape_t s;
+    nn_reduction_t r;
+    nn_shape_t s;
 
     lua_pushvalue(L, 4);
     lua_pushboolean(L, 0);
@@ -143,25 +111,15 @@ static int l_argmax(lua_State *L)
     return 1;
 }
 
-static cu_tensor_t *check_rows(lua_State *L, int arg, int64_t *rows, int64_t *cols)
-{
-    cu_tensor_t *t = cu_check_f32(L, arg);
-
-    if (t->ndim < 1)
-        luaL_argerror(L, arg, "softmax needs a tensor of at least one dimension");
-    *cols = t->shape[t->ndim - 1];
-    *rows = *cols ? (int64_t)(t->nbytes / 4) / *cols : 0;
-    return t;
-}
-
 /* K.softmax(a [, log]): softmax (or log-softmax) along the last dimension. */
 static int l_softmax(lua_State *L)
 {
+    cu_tensor_t *a = cu_check_f32(L, 1), *out;
     int64_t rows, cols;
-    cu_tensor_t *a = check_rows(L, 1, &rows, &cols), *out;
-    cu_shape_t s;
+    nn_shape_t s;
 
     cu_shape_of(a, &s);
+    nn_check_softmax_rows(L, 1, &s, &rows, &cols);
     out = cu_push_new(L, LURAY_DTYPE_FLOAT32, &s, false);
     cu_check_cuda(L, cu_softmax_rows(cu_lua_ctx(L)->stream, a->data, rows, cols,
                                      lua_toboolean(L, 2), out->data),
@@ -172,13 +130,14 @@ static int l_softmax(lua_State *L)
 /* K.softmax_backward(g, y [, log]): the input's gradient from the forward result y. */
 static int l_softmax_backward(lua_State *L)
 {
+    cu_tensor_t *g = cu_check_f32(L, 1), *y = cu_check_f32(L, 2), *dst;
     int64_t rows, cols;
-    cu_tensor_t *g = cu_check_f32(L, 1), *y = check_rows(L, 2, &rows, &cols), *dst;
-    cu_shape_t s;
+    nn_shape_t s;
 
+    cu_shape_of(y, &s);
+    nn_check_softmax_rows(L, 2, &s, &rows, &cols);
     if (g->nbytes != y->nbytes)
         luaL_argerror(L, 1, "gradient size differs from the forward result's");
-    cu_shape_of(y, &s);
     dst = cu_push_new(L, LURAY_DTYPE_FLOAT32, &s, false);
     cu_check_cuda(L, cu_softmax_rows_backward(cu_lua_ctx(L)->stream, g->data, y->data, rows,
                                               cols, lua_toboolean(L, 3), dst->data),

@@ -1,41 +1,17 @@
 /* The CUDA tensor type ("luray.nn_cuda.Tensor"): argument checkers, allocation of results and
  * views, and the methods nn.lua calls on a tensor's data (shape, dtype, view, clone, get, set,
  * totable, ...), the element-reading ones by way of a copy on the host. */
-#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "lua_cuda.h"
 
-const char *cu_dtype_name(int dtype)
-{
-    static const char *const names[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
-
-    return dtype >= 0 && dtype < LURAY_DTYPE_COUNT ? names[dtype] : "unknown";
-}
-
-void cu_shape_of(const cu_tensor_t *t, cu_shape_t *s)
+void cu_shape_of(const cu_tensor_t *t, nn_shape_t *s)
 {
     s->ndim = t->ndim;
     for (int i = 0; i < t->ndim; i++)
         s->dim[i] = t->shape[i];
-}
-
-const char *cu_push_shape_string(lua_State *L, const cu_shape_t *s)
-{
-    luaL_Buffer b;
-    char num[32];
-
-    luaL_buffinit(L, &b);
-    luaL_addchar(&b, '{');
-    for (int i = 0; i < s->ndim; i++) {
-        snprintf(num, sizeof num, i ? ", %lld" : "%lld", (long long)s->dim[i]);
-        luaL_addstring(&b, num);
-    }
-    luaL_addchar(&b, '}');
-    luaL_pushresult(&b);
-    return lua_tostring(L, -1);
 }
 
 /* ---- checkers ---- */
@@ -66,11 +42,11 @@ cu_tensor_t *cu_check_f32(lua_State *L, int arg)
 
     if (t->dtype != LURAY_DTYPE_FLOAT32)
         luaL_argerror(L, arg, lua_pushfstring(L, "expected a float32 tensor, got %s",
-                                              cu_dtype_name(t->dtype)));
+                                              nn_dtype_name(t->dtype)));
     return t;
 }
 
-const float *cu_check_operand(lua_State *L, int arg, float *scalar, cu_shape_t *s)
+const float *cu_check_operand(lua_State *L, int arg, float *scalar, nn_shape_t *s)
 {
     cu_tensor_t *t;
 
@@ -85,7 +61,7 @@ const float *cu_check_operand(lua_State *L, int arg, float *scalar, cu_shape_t *
     return t->data;
 }
 
-void cu_check_shape(lua_State *L, int arg, cu_shape_t *s)
+void cu_check_shape(lua_State *L, int arg, nn_shape_t *s)
 {
     luray_tensor_t *h = cu_host->tensor_test(L, arg);
     cu_tensor_t *t = cu_test_tensor(L, arg);
@@ -96,49 +72,13 @@ void cu_check_shape(lua_State *L, int arg, cu_shape_t *s)
             s->dim[i] = h ? h->shape[i] : t->shape[i];
         return;
     }
-    if (lua_isinteger(L, arg)) {
-        s->ndim = 1;
-        s->dim[0] = lua_tointeger(L, arg);
-        if (s->dim[0] < 0)
-            luaL_argerror(L, arg, "dimensions must be non-negative");
-        return;
-    }
-    luaL_checktype(L, arg, LUA_TTABLE);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
-    if (n > CU_MAX_DIMS)
-        luaL_argerror(L, arg, lua_pushfstring(L, "a shape has at most %d dimensions, got %I",
-                                              CU_MAX_DIMS, n));
-    s->ndim = (int)n;
-    for (lua_Integer i = 1; i <= n; i++) {
-        int isnum;
-        lua_Integer v;
-
-        lua_rawgeti(L, arg, i);
-        v = lua_tointegerx(L, -1, &isnum);
-        lua_pop(L, 1);
-        if (!isnum || v < 0)
-            luaL_argerror(L, arg, lua_pushfstring(L, "shape[%I] is not a non-negative integer",
-                                                  i));
-        s->dim[i - 1] = v;
-    }
-}
-
-int cu_check_axis(lua_State *L, int arg, int ndim)
-{
-    lua_Integer d = luaL_checkinteger(L, arg);
-
-    if (d < 0)
-        d += ndim + 1;
-    if (d < 1 || d > ndim)
-        luaL_argerror(L, arg, lua_pushfstring(L, "dimension %I out of range for a %d-dimensional "
-                                                 "tensor", luaL_checkinteger(L, arg), ndim));
-    return (int)d - 1;
+    nn_check_dims(L, arg, s);
 }
 
 /* ---- allocation ---- */
 
 /* The bytes of a shape's elements, or 0 with *ok false when they do not fit a size_t. */
-static size_t shape_bytes(const cu_shape_t *s, size_t es, bool *ok)
+static size_t shape_bytes(const nn_shape_t *s, size_t es, bool *ok)
 {
     size_t n = es;
 
@@ -156,7 +96,7 @@ static size_t shape_bytes(const cu_shape_t *s, size_t es, bool *ok)
 }
 
 /* A new closed tensor userdata of shape s: filled in by the caller. */
-static cu_tensor_t *push_closed(lua_State *L, int dtype, const cu_shape_t *s)
+static cu_tensor_t *push_closed(lua_State *L, int dtype, const nn_shape_t *s)
 {
     cu_tensor_t *t = lua_newuserdatauv(L, sizeof *t, 0);
 
@@ -169,7 +109,7 @@ static cu_tensor_t *push_closed(lua_State *L, int dtype, const cu_shape_t *s)
     return t;
 }
 
-cu_tensor_t *cu_push_new(lua_State *L, int dtype, const cu_shape_t *s, bool zero)
+cu_tensor_t *cu_push_new(lua_State *L, int dtype, const nn_shape_t *s, bool zero)
 {
     cu_ctx_t *ctx = cu_lua_ctx(L);
     size_t es = cu_host->dtype_size(dtype), nbytes;
@@ -180,7 +120,7 @@ cu_tensor_t *cu_push_new(lua_State *L, int dtype, const cu_shape_t *s, bool zero
     nbytes = shape_bytes(s, es, &ok);
     if (!es || !ok)
         luaL_error(L, "cannot make a CUDA tensor of shape %s and dtype %s: too large",
-                   cu_push_shape_string(L, s), cu_dtype_name(dtype));
+                   nn_push_shape_string(L, s), nn_dtype_name(dtype));
     t = push_closed(L, dtype, s);
     err = cu_buf_new(ctx, nbytes, &t->buf);
     if (err == cudaErrorMemoryAllocation) {
@@ -189,7 +129,7 @@ cu_tensor_t *cu_push_new(lua_State *L, int dtype, const cu_shape_t *s, bool zero
         err = cu_buf_new(ctx, nbytes, &t->buf);
     }
     if (err != cudaSuccess) {
-        const char *shape = cu_push_shape_string(L, s);
+        const char *shape = nn_push_shape_string(L, s);
 
         (void)cudaGetLastError();
         luaL_error(L, "cannot allocate a CUDA tensor of shape %s (%I bytes): %s", shape,
@@ -206,19 +146,19 @@ cu_tensor_t *cu_push_new(lua_State *L, int dtype, const cu_shape_t *s, bool zero
     return t;
 }
 
-cu_tensor_t *cu_push_out(lua_State *L, int arg, const cu_shape_t *s, bool zero)
+cu_tensor_t *cu_push_out(lua_State *L, int arg, const nn_shape_t *s, bool zero)
 {
     cu_tensor_t *t;
-    cu_shape_t ts;
+    nn_shape_t ts;
 
     if (lua_isnoneornil(L, arg))
         return cu_push_new(L, LURAY_DTYPE_FLOAT32, s, zero);
     t = cu_check_f32(L, arg);
     cu_shape_of(t, &ts);
-    if (!cu_shape_eq(&ts, s)) {
-        const char *want = cu_push_shape_string(L, s);
+    if (!nn_shape_eq(&ts, s)) {
+        const char *want = nn_push_shape_string(L, s);
         luaL_argerror(L, arg, lua_pushfstring(L, "output tensor has shape %s, expected %s",
-                                              cu_push_shape_string(L, &ts), want));
+                                              nn_push_shape_string(L, &ts), want));
     }
     if (zero && t->nbytes)
         cu_check_cuda(L, cudaMemsetAsync(t->data, 0, t->nbytes, cu_lua_ctx(L)->stream),
@@ -227,7 +167,7 @@ cu_tensor_t *cu_push_out(lua_State *L, int arg, const cu_shape_t *s, bool zero)
     return t;
 }
 
-cu_tensor_t *cu_push_view(lua_State *L, const cu_tensor_t *t, const cu_shape_t *s, size_t offset,
+cu_tensor_t *cu_push_view(lua_State *L, const cu_tensor_t *t, const nn_shape_t *s, size_t offset,
                           size_t nbytes)
 {
     cu_tensor_t *v = push_closed(L, t->dtype, s);
@@ -265,7 +205,7 @@ static int l_tensor_shape(lua_State *L)
 
 static int l_tensor_dtype(lua_State *L)
 {
-    lua_pushstring(L, cu_dtype_name(((cu_tensor_t *)luaL_checkudata(L, 1, CU_TENSOR_MT))->dtype));
+    lua_pushstring(L, nn_dtype_name(((cu_tensor_t *)luaL_checkudata(L, 1, CU_TENSOR_MT))->dtype));
     return 1;
 }
 
@@ -344,13 +284,13 @@ static int l_tensor_view(lua_State *L)
     cu_tensor_t *t = cu_check_tensor(L, 1);
     int64_t numel = 1, known = 1;
     int infer = -1;
-    cu_shape_t s;
+    nn_shape_t s;
 
     for (int i = 0; i < t->ndim; i++)
         numel *= t->shape[i];
     luaL_checktype(L, 2, LUA_TTABLE);
     s.ndim = (int)lua_rawlen(L, 2);
-    if (s.ndim > CU_MAX_DIMS)
+    if (s.ndim > NN_MAX_DIMS)
         luaL_argerror(L, 2, "too many dimensions");
     for (int i = 0; i < s.ndim; i++) {
         int isnum;
@@ -367,7 +307,7 @@ static int l_tensor_view(lua_State *L)
     }
     if (infer >= 0 && known > 0 && numel % known == 0)
         s.dim[infer] = numel / known;
-    if ((infer >= 0 && (known == 0 || numel % known)) || cu_shape_numel(&s) != numel)
+    if ((infer >= 0 && (known == 0 || numel % known)) || nn_shape_numel(&s) != numel)
         luaL_error(L, "cannot view a tensor of %I elements with that shape", (lua_Integer)numel);
     cu_push_view(L, t, &s, 0, t->nbytes);
     return 1;
@@ -376,7 +316,7 @@ static int l_tensor_view(lua_State *L)
 static int l_tensor_clone(lua_State *L)
 {
     cu_tensor_t *t = cu_check_tensor(L, 1), *c;
-    cu_shape_t s;
+    nn_shape_t s;
 
     cu_shape_of(t, &s);
     c = cu_push_new(L, t->dtype, &s, false);
@@ -390,11 +330,11 @@ static int l_tensor_clone(lua_State *L)
 static int l_tensor_tostring(lua_State *L)
 {
     cu_tensor_t *t = luaL_checkudata(L, 1, CU_TENSOR_MT);
-    cu_shape_t s;
+    nn_shape_t s;
 
     cu_shape_of(t, &s);
-    lua_pushfstring(L, "CudaTensor(%s, %s%s)", cu_dtype_name(t->dtype),
-                    cu_push_shape_string(L, &s), t->buf ? "" : ", closed");
+    lua_pushfstring(L, "CudaTensor(%s, %s%s)", nn_dtype_name(t->dtype),
+                    nn_push_shape_string(L, &s), t->buf ? "" : ", closed");
     return 1;
 }
 

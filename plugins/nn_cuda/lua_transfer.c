@@ -104,8 +104,8 @@ void cu_upload_into(lua_State *L, cu_tensor_t *t, int arg)
         n *= t->shape[i];
     if (h->dtype != t->dtype || core_numel(h) != n)
         luaL_error(L, "copy to the GPU: a %s tensor of %I elements cannot fill a %s tensor of %I "
-                   "elements", cu_dtype_name(h->dtype), (lua_Integer)core_numel(h),
-                   cu_dtype_name(t->dtype), (lua_Integer)n);
+                   "elements", nn_dtype_name(h->dtype), (lua_Integer)core_numel(h),
+                   nn_dtype_name(t->dtype), (lua_Integer)n);
     if (!t->nbytes)
         return;
     src = push_host_bytes(L, arg, h);
@@ -117,7 +117,7 @@ cu_tensor_t *cu_push_upload(lua_State *L, int arg)
 {
     luray_tensor_t *h;
     cu_tensor_t *t;
-    cu_shape_t s;
+    nn_shape_t s;
 
     arg = lua_absindex(L, arg);
     h = check_core(L, arg);
@@ -151,7 +151,7 @@ luray_tensor_t *cu_push_download(lua_State *L, const cu_tensor_t *t)
 
 cu_tensor_t *cu_push_upload_i64(lua_State *L, const int64_t *host, int64_t n)
 {
-    cu_shape_t s = {1, {n}};
+    nn_shape_t s = {1, {n}};
     cu_tensor_t *t = cu_push_new(L, LURAY_DTYPE_INT64, &s, false);
 
     if (t->nbytes)
