@@ -199,6 +199,7 @@ function serve._proxy.start(self, http)
     self.p = p
     local port, ipc, tcp = p:info()
     return { port = port, host = http.host or "127.0.0.1", ipc = ipc, tcp = tcp, node_id = node,
+             pid = C().getpid(),
              access_log = access }
 end
 
@@ -508,13 +509,36 @@ local function reconcile(self, d, stats, t)
     end
 end
 
+local start_proxy
+
+-- A proxy whose process died is started again on the same node and port, with the routes.
+local function restart_proxy(self)
+    local http = {}
+    for k, v in pairs(self.http) do http[k] = v end
+    http.port = self.proxy_info.port
+    local ok, err = pcall(start_proxy, self, http, self.proxy_info.node_id)
+    if ok then
+        self.proxy_down = false
+        self.routes_dirty = true
+        io.stderr:write(fmt("luray serve: the proxy died; started again on port %d\n", http.port))
+    elseif not self.proxy_down then
+        io.stderr:write("luray serve: the proxy died and cannot start again yet: ",
+            error_text(err), "\n")
+    end
+end
+
 local function tick(self)
     local t = now()
     local stats
-    if self.proxy then
+    if self.proxy and not self.proxy_down then
         local ok, s = pcall(luray.get, self.proxy.stats:remote())
-        if ok then stats = s end
+        if ok then
+            stats = s
+        elseif type(s) == "table" and s.type == "ActorDiedError" and not self.stopping then
+            self.proxy_down = true
+        end
     end
+    if self.proxy_down and not self.stopping then restart_proxy(self) end
     for _, name in ipairs(self.order) do
         local d = self.deps[name]
         for _, r in pairs(d.replicas) do
@@ -536,7 +560,7 @@ function ctl.loop(self)
     return true
 end
 
-local function start_proxy(self, http, node_id)
+function start_proxy(self, http, node_id)
     local P = luray.actor({ name = PROXY, namespace = NS, lifetime = "detached", num_cpus = 0,
                             scheduling_strategy = { node_id = node_id, soft = false } }, ProxyClass)
     local h = P:remote()
@@ -622,7 +646,8 @@ function ctl.status(self)
     local out = { deployments = {} }
     if self.proxy_info then
         out.proxy = { host = self.proxy_info.host, port = self.proxy_info.port,
-                      node_id = self.proxy_info.node_id, access_log = self.proxy_info.access_log }
+                      node_id = self.proxy_info.node_id, access_log = self.proxy_info.access_log,
+                      pid = self.proxy_info.pid, restarting = self.proxy_down or nil }
     end
     for _, name in ipairs(self.order) do
         local d = self.deps[name]

@@ -367,6 +367,21 @@ t.test("autoscaling goes up under load and back down after", function()
     serve.delete("auto")
 end)
 
+t.test("a proxy whose process dies is started again on the same port", function()
+    local before = serve.status().proxy
+    os.execute("kill -9 " .. before.pid)
+    local deadline = require("luray.core").now() + 20
+    local code
+    repeat
+        luray.sleep(0.1)
+        code = curl("/echo/again")
+    until code == 200 or require("luray.core").now() > deadline
+    t.eq(code, 200)
+    local after = serve.status().proxy
+    t.eq(after.port, before.port)
+    t.ne(after.pid, before.pid)
+end)
+
 t.test("the access log has a line per request", function()
     local log = serve.status().proxy.access_log
     curl("/echo/logged")
