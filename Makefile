@@ -74,7 +74,8 @@ $(BUILD)/lib/luray/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/
 # column loops only vectorize at -O3 with GCC 12.
 PLUGIN_LIBS_data = $(shell pkg-config --libs libcjson 2>/dev/null)
 PLUGIN_LIBS_collective = $(shell pkg-config --libs libcjson nanomsg) -lrt
-PLUGIN_LIBS_xgboost = -lxgboost
+# libxgboost (with its OpenMP threads and static state) cannot be unloaded from a process safely.
+PLUGIN_LIBS_xgboost = -lxgboost -Wl,-z,nodelete
 PLUGIN_LIBS_nn = $(shell pkg-config --libs openblas)
 PLUGIN_LIBS_serve = $(shell pkg-config --libs libcjson nanomsg libuv) -lhttp_parser
 ifneq ($(SANITIZE),1)
@@ -85,6 +86,7 @@ endif
 # ---- nvcc: the nn_cuda plugin (the CUDA backend of luray.nn) -----------------------------------
 # Built only when nvcc is found (/usr/local/cuda/bin/nvcc, else nvcc on PATH; `make NVCC=` skips
 # it): its .cu kernels by nvcc for sm_90 (H100, H200) plus PTX that newer GPUs compile at load,
+# linked -z nodelete because the CUDA runtime cannot be unloaded and loaded again in a process,
 # its .c files by cc like any plugin, linked against cuBLAS and the CUDA runtime. The kernels are
 # not sanitized under SANITIZE=1; the C files are. It also compiles the CPU plugin's files that
 # both backends share (NN_SHARED_C): shapes and the broadcasting iterator, the optimizers' options
@@ -110,7 +112,7 @@ $(NN_CUDA_SO): $(wildcard plugins/nn_cuda/*.c) $(NN_SHARED_C) $(NN_CUDA_OBJ) $(N
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=hidden -I$(CUDA_HOME)/include $(PKG_CFLAGS) -shared -o $@ \
 		$(filter %.c %.o,$^) $(LDFLAGS) $(shell pkg-config --libs lua5.4) \
-		-L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++ -lm
+		-L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-z,nodelete -lcublas -lcudart -lstdc++ -lm
 endif
 # ------------------------------------------------------------------------------------------------
 
