@@ -50,7 +50,7 @@ static void put_string(sbuf_t *b, const char *s, size_t n)
     sbuf_putc(b, '"');
 }
 
-/* The shortest of %.15g and %.17g that reads back as v. */
+/* The shortest of %.15g, %.16g and %.17g that reads back as v. */
 static void put_double(sbuf_t *b, double v)
 {
     if (!isfinite(v)) {
@@ -59,6 +59,8 @@ static void put_double(sbuf_t *b, double v)
     }
     char tmp[32];
     int n = snprintf(tmp, sizeof(tmp), "%.15g", v);
+    if (strtod(tmp, NULL) != v)
+        n = snprintf(tmp, sizeof(tmp), "%.16g", v);
     if (strtod(tmp, NULL) != v)
         n = snprintf(tmp, sizeof(tmp), "%.17g", v);
     /* keep it a number JSON readers take as a float where Lua had one */
@@ -74,7 +76,7 @@ static void put_integer(sbuf_t *b, lua_Integer v)
 
 static int fail(enc_t *e, const char *what)
 {
-    snprintf(e->err, e->errlen, "%s: %s", e->path[0] ? e->path : "value", what);
+    snprintf(e->err, e->errlen, "value%s: %s", e->path, what);
     return -1;
 }
 

@@ -67,6 +67,22 @@ local _, where = serve.run({ Echo:bind("hello"), Deep:bind() },
       max_header_bytes = 2048, request_timeout_s = 2 })
 port = where.port
 
+t.test("JSON: numbers round-trip in the fewest digits; what cannot be sent says where", function()
+    t.eq(serve.json_encode({ 0.1, 1 / 3, 0.88250112533569336, 3, -2 }),
+        "[0.1,0.3333333333333333,0.8825011253356934,3,-2]")
+    for _, v in ipairs({ 0.1, 1 / 3, 1e-7, 123456.789, 2 ^ -1074, 1.7976931348623157e308 }) do
+        t.eq(serve.json_decode(serve.json_encode({ v }))[1], v)
+    end
+    t.eq(serve.json_encode({ a = { "x\"\n" } }), '{"a":["x\\"\\n"]}')
+    t.eq(serve.json_encode({ 0 / 0, math.huge }), "[null,null]")
+    t.raises(function() serve.json_encode({ items = { 1, 2, print } }) end,
+        "value.items%[3%]: a function cannot be sent as JSON")
+    local cyc = {}
+    cyc.self = cyc
+    t.raises(function() serve.json_encode(cyc) end, "deeper than 64")
+    t.raises(function() serve.json_decode("{oops") end, "invalid JSON at byte")
+end)
+
 t.test("routing by the longest prefix; unknown paths get a JSON 404", function()
     local code, body = curl("/echo/x?a=1&b=two%20words", "-H 'X-Test: abc'")
     t.eq(code, 200)
