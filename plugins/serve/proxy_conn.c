@@ -34,10 +34,38 @@ static void start_reading(conn_t *c)
     }
 }
 
+static void mark_dirty(conn_t *c)
+{
+    if (c->dirty || c->closed)
+        return;
+    proxy_t *p = c->p;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = p->dirty;
+    if (p->dirty)
+        p->dirty->dirty_prev = c;
+    p->dirty = c;
+}
+
+static void unmark_dirty(conn_t *c)
+{
+    if (!c->dirty)
+        return;
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        c->p->dirty = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty = false;
+    c->dirty_prev = c->dirty_next = NULL;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
     proxy_t *p = c->p;
+    unmark_dirty(c);
     for (preq_t *q = c->head, *nx; q; q = nx) {
         nx = q->conn_next;
         q->conn = NULL;
@@ -134,9 +162,12 @@ static void conn_write(conn_t *c)
 
 void proxy_conn_flush_all(proxy_t *p)
 {
-    for (conn_t *c = p->conns; c; c = c->next)
-        if (c->out.len && !c->writing && !c->closed)
-            conn_write(c);
+    while (p->dirty) {
+        conn_t *c = p->dirty;
+        unmark_dirty(c);
+        if (!c->writing && !c->closed)
+            conn_write(c); /* a write still in flight flushes the rest from its callback */
+    }
 }
 
 /* Moves the responses that are ready at the head of the connection's order into its output. */
@@ -150,6 +181,7 @@ static void advance(conn_t *c)
         c->npending--;
         sbuf_put(&c->out, q->resp, q->resp_len);
         preq_free(q);
+        mark_dirty(c);
     }
     if (c->npending < MAX_PIPELINED / 2)
         start_reading(c);

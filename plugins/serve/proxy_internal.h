@@ -88,6 +88,8 @@ struct conn {
     uint64_t req_ms;     /* when the request being read began; 0 between requests */
     char peer[64];
     conn_t *prev, *next;
+    conn_t *dirty_prev, *dirty_next; /* in proxy.dirty while out holds bytes to write */
+    bool dirty;
 };
 
 typedef enum { CMD_ROUTES, CMD_DEAD, CMD_STOP } cmd_kind_t;
@@ -111,6 +113,7 @@ struct proxy {
     int reply_sock;
     char reply_addr[4200], reply_tcp[300];
     conn_t *conns;
+    conn_t *dirty; /* connections with output to write at the end of this loop turn */
     int nconns;
     dep_t *deps;
     preq_t **map;
@@ -142,6 +145,7 @@ int proxy_conn_listen(proxy_t *p, char *err, size_t errlen);
 void proxy_conn_reply(proxy_t *p, preq_t *q, int status, const char *content_type,
                       const char *header_lines, size_t hl_len, const char *body, size_t len);
 void proxy_conn_reply_error(proxy_t *p, preq_t *q, int status, const char *message);
+/* Writes what the connections that got responses this loop turn have to send. */
 void proxy_conn_flush_all(proxy_t *p);
 void proxy_conn_sweep(proxy_t *p, uint64_t now);
 void proxy_conn_close(conn_t *c);
